@@ -1,0 +1,3 @@
+//! One module per building block: what the block means, independent of HTTP and wasmtime.
+
+pub mod state;

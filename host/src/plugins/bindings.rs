@@ -1,0 +1,58 @@
+//! Host-side bindings generated from `wit/`, the single source of truth for the plugin
+//! contract. One `bindgen!` per plugin world; the shared `types` and `log` interfaces are
+//! generated once (by the state world) and reused by the others through `with:`.
+
+use tracing::{debug, error, info, trace, warn};
+
+use super::instance::PluginState;
+
+pub mod state {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "state-plugin",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+pub use state::blockhost::plugin::log::Level;
+pub use state::blockhost::plugin::types::Error as PluginError;
+pub use state::exports::blockhost::plugin::lifecycle::PluginInfo;
+
+/// The package every plugin interface lives in; exports are matched against it to learn a
+/// plugin's world.
+pub const PACKAGE: &str = "blockhost:plugin";
+pub const PACKAGE_VERSION: &str = "0.1.0";
+
+/// Log lines written by plugins carry this target, apart from the host's own.
+const PLUGIN_LOG_TARGET: &str = "blockhost::plugin";
+
+impl state::blockhost::plugin::types::Host for PluginState {}
+
+impl state::blockhost::plugin::log::Host for PluginState {
+    async fn log(&mut self, level: Level, message: String) {
+        let component = &*self.component;
+        match level {
+            Level::Trace => trace!(target: PLUGIN_LOG_TARGET, component, "{message}"),
+            Level::Debug => debug!(target: PLUGIN_LOG_TARGET, component, "{message}"),
+            Level::Info => info!(target: PLUGIN_LOG_TARGET, component, "{message}"),
+            Level::Warn => warn!(target: PLUGIN_LOG_TARGET, component, "{message}"),
+            Level::Error => error!(target: PLUGIN_LOG_TARGET, component, "{message}"),
+        }
+    }
+}
+
+/// One line a caller can act on. (The generated `Display` shows only the variant name.)
+pub fn describe_error(error: &PluginError) -> String {
+    match error {
+        PluginError::NotFound => "not found".to_owned(),
+        PluginError::EtagMismatch => {
+            "possible etag mismatch: the etag does not match the stored one".to_owned()
+        }
+        PluginError::EtagInvalid => "invalid etag value".to_owned(),
+        PluginError::InvalidArgument(m) => format!("invalid argument: {m}"),
+        PluginError::Unsupported(m) => format!("unsupported: {m}"),
+        PluginError::Unavailable(m) => format!("backend unavailable: {m}"),
+        PluginError::Internal(m) => m.clone(),
+    }
+}

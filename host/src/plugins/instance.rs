@@ -1,0 +1,66 @@
+//! One plugin instance: its store, sandbox context and limits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Per-store data: what the plugin's imports can reach.
+pub struct PluginState {
+    /// Component name, attached to every log line the plugin writes.
+    pub component: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// When the call now running must end; checked on every epoch tick.
+    deadline: Instant,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Builds a store whose guest is held to `memory_cap` bytes and to the deadline set by
+/// [`arm_deadline`] before each call.
+pub fn new_store(
+    engine: &Engine,
+    component: Arc<str>,
+    wasi: WasiCtx,
+    memory_cap: usize,
+) -> Store<PluginState> {
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(memory_cap)
+        .trap_on_grow_failure(true)
+        .build();
+    let state = PluginState {
+        component,
+        wasi,
+        table: ResourceTable::new(),
+        limits,
+        deadline: Instant::now(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    store.epoch_deadline_callback(|ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            // Yielding lets a busy guest share its tokio worker with other tasks.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+/// Gives the next call into `store` at most `budget` of wall time.
+pub fn arm_deadline(store: &mut Store<PluginState>, budget: Duration) {
+    store.data_mut().deadline = Instant::now() + budget;
+    store.set_epoch_deadline(1);
+}

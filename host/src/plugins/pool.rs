@@ -1,0 +1,270 @@
+//! Instance pools: each component owns a pool of initialised plugin instances, created from
+//! one `InstancePre` and reused across calls. A call that traps, runs out of time or out of
+//! memory costs only its own instance.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::InstancePre;
+use wasmtime::{Engine, Store};
+
+use super::bindings::{describe_error, state, PluginError};
+use super::catalog::Plugin;
+use super::instance::{arm_deadline, new_store, PluginState};
+use super::sandbox::SandboxPolicy;
+
+/// Budgets a component's instances run under.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub init_timeout: Duration,
+    pub call_timeout: Duration,
+    /// Used when the plugin leaves the instance count to the host.
+    pub default_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 128 << 20,
+            init_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(10),
+            default_instances: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// `init` returned an error for a new instance.
+    #[error("plugin init failed: {}", describe_error(.0))]
+    Init(PluginError),
+    /// The guest trapped, hit its deadline or its memory cap; the instance was discarded.
+    #[error("plugin instance failed and was replaced: {0}")]
+    Trap(String),
+    #[error("the component is shutting down")]
+    Closed,
+}
+
+/// Host-side handle on one world's exports, instantiated from an `InstancePre`.
+pub trait WorldBindings: Sized + Send + 'static {
+    type Pre: Clone + Send + Sync + 'static;
+
+    fn pre(instance_pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre>;
+
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<PluginState>,
+    ) -> impl Future<Output = wasmtime::Result<Self>> + Send;
+
+    fn init(
+        &self,
+        store: &mut Store<PluginState>,
+        metadata: &Vec<(String, String)>,
+    ) -> impl Future<Output = wasmtime::Result<Result<(), PluginError>>> + Send;
+}
+
+impl WorldBindings for state::StatePlugin {
+    type Pre = state::StatePluginPre<PluginState>;
+
+    fn pre(instance_pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre> {
+        state::StatePluginPre::new(instance_pre)
+    }
+
+    async fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<Self> {
+        pre.instantiate_async(store).await
+    }
+
+    async fn init(
+        &self,
+        store: &mut Store<PluginState>,
+        metadata: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<(), PluginError>> {
+        self.blockhost_plugin_lifecycle()
+            .call_init(store, metadata)
+            .await
+    }
+}
+
+/// A live instance: the bindings and the store they run in.
+pub struct Instance<B> {
+    pub bindings: B,
+    pub store: Store<PluginState>,
+}
+
+/// The work a caller runs on a borrowed instance.
+pub type Work<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
+
+pub struct Pool<B: WorldBindings> {
+    component: Arc<str>,
+    engine: Engine,
+    pre: B::Pre,
+    policy: SandboxPolicy,
+    metadata: Vec<(String, String)>,
+    limits: Limits,
+    idle: Mutex<Vec<Instance<B>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl<B: WorldBindings> Pool<B> {
+    /// Creates the pool and its first instance, so a component whose `init` fails is
+    /// reported at load time rather than on its first request.
+    pub async fn start(
+        component: Arc<str>,
+        engine: &Engine,
+        plugin: &Plugin,
+        policy: SandboxPolicy,
+        metadata: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Arc<Self>, StartError> {
+        let pre = B::pre(plugin.instance_pre.clone()).map_err(StartError::Bind)?;
+        let size = match plugin.info.max_instances {
+            0 => limits.default_instances.max(1),
+            n => n,
+        };
+        let pool = Arc::new(Self {
+            component,
+            engine: engine.clone(),
+            pre,
+            policy,
+            metadata,
+            limits,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(size as usize)),
+        });
+        let first = pool.create().await.map_err(StartError::Call)?;
+        pool.give_back(first);
+        Ok(pool)
+    }
+
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// Runs `work` on an idle instance (creating one if the pool has room, else waiting).
+    /// The work runs on a task of its own: if the caller goes away mid-call, the guest
+    /// still finishes, so its state is never left half-updated.
+    pub async fn call<R, F>(self: &Arc<Self>, work: F) -> Result<R, CallError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Instance<B>) -> Work<'a, R> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let _permit = Arc::clone(&pool.permits)
+                .acquire_owned()
+                .await
+                .map_err(|_| CallError::Closed)?;
+            let mut instance = match pool.take_idle() {
+                Some(instance) => instance,
+                None => pool.create().await?,
+            };
+            let budget = pool.limits.call_timeout;
+            arm_deadline(&mut instance.store, budget);
+            // The epoch deadline stops a guest that computes; the timer stops one that
+            // waits on a host future (a socket that never answers).
+            match tokio::time::timeout(budget + TIMER_SLACK, work(&mut instance)).await {
+                Ok(Ok(value)) => {
+                    pool.give_back(instance);
+                    Ok(value)
+                }
+                Ok(Err(err)) => Err(pool.discard(instance, &describe_trap(&err))),
+                Err(_) => Err(pool.discard(instance, DEADLINE_MESSAGE)),
+            }
+        });
+        task.await
+            .unwrap_or_else(|join| Err(CallError::Trap(format!("plugin call aborted: {join}"))))
+    }
+
+    /// Stops handing out instances and drops the idle ones.
+    pub fn close(&self) {
+        self.permits.close();
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    async fn create(&self) -> Result<Instance<B>, CallError> {
+        let wasi = self
+            .policy
+            .wasi_ctx(&self.component)
+            .map_err(|err| CallError::Init(PluginError::InvalidArgument(err.to_string())))?;
+        let mut store = new_store(
+            &self.engine,
+            Arc::clone(&self.component),
+            wasi,
+            self.limits.memory_bytes,
+        );
+        let budget = self.limits.init_timeout;
+        arm_deadline(&mut store, budget);
+        let started = tokio::time::timeout(budget + TIMER_SLACK, async {
+            let bindings = B::instantiate(&self.pre, &mut store).await?;
+            let outcome = bindings.init(&mut store, &self.metadata).await?;
+            Ok::<_, wasmtime::Error>((bindings, outcome))
+        })
+        .await;
+        match started {
+            Ok(Ok((bindings, Ok(())))) => Ok(Instance { bindings, store }),
+            Ok(Ok((_, Err(err)))) => Err(CallError::Init(err)),
+            Ok(Err(trap)) => Err(CallError::Trap(describe_trap(&trap))),
+            Err(_) => Err(CallError::Trap(format!(
+                "init did not finish within {budget:?} (spec.initTimeout)"
+            ))),
+        }
+    }
+
+    fn take_idle(&self) -> Option<Instance<B>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
+    fn give_back(&self, instance: Instance<B>) {
+        if !self.permits.is_closed() {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(instance);
+        }
+    }
+
+    fn discard(&self, instance: Instance<B>, reason: &str) -> CallError {
+        drop(instance);
+        tracing::error!(
+            component = &*self.component,
+            "plugin call failed, instance discarded: {reason}"
+        );
+        CallError::Trap(reason.to_owned())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the plugin does not match its world: {0:#}")]
+    Bind(wasmtime::Error),
+    #[error("{0}")]
+    Call(CallError),
+}
+
+/// Extra wall time past a call's budget before the timer gives up on it; the epoch
+/// deadline normally fires first and yields the clearer error.
+const TIMER_SLACK: Duration = Duration::from_millis(500);
+
+const DEADLINE_MESSAGE: &str = "the call exceeded its deadline and was interrupted";
+
+/// Turns a wasmtime error into one line a reader can act on.
+fn describe_trap(err: &wasmtime::Error) -> String {
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => DEADLINE_MESSAGE.to_owned(),
+        Some(trap) => format!("the plugin trapped: {trap} ({err:#})"),
+        None => format!("{err:#}"),
+    }
+}

@@ -1,0 +1,174 @@
+//! `cargo xtask build | run | test`: the project's two commands and what they need.
+//!
+//! - `build`: plugins (every cdylib under `plugins/` and `tests/fixtures/plugins/`) for
+//!   wasm32-wasip2 into `target/plugins/` and `target/fixture-plugins/`, then the host.
+//! - `run [ARGS]`: build, then `blockhost run ARGS` from the repository root.
+//! - `test`: set up what a fresh machine lacks, build, run every test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+const PLUGIN_PROFILE: &str = "plugin";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match command.as_str() {
+        "build" => build(&root),
+        "run" => {
+            build(&root)?;
+            let status = Command::new(root.join("target/release/blockhost"))
+                .arg("run")
+                .args(&rest)
+                .status()
+                .context("cannot start target/release/blockhost")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        "test" => {
+            prepare_machine()?;
+            build(&root)?;
+            test(&rest)
+        }
+        _ => bail!("usage: cargo xtask build | run [blockhost run flags] | test [cargo test args]"),
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .context("xtask lives at host/xtask inside the workspace")
+}
+
+/// What a fresh machine with only rustup, apt and git lacks.
+fn prepare_machine() -> Result<()> {
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn build(root: &Path) -> Result<()> {
+    let plugins = wasm_packages(root)?;
+    let mut cargo = Command::new(cargo_bin());
+    cargo.args([
+        "build",
+        "--profile",
+        PLUGIN_PROFILE,
+        "--target",
+        WASM_TARGET,
+    ]);
+    for plugin in &plugins {
+        cargo.args(["-p", &plugin.package]);
+    }
+    run(&mut cargo)?;
+    let built = root.join("target").join(WASM_TARGET).join(PLUGIN_PROFILE);
+    for plugin in &plugins {
+        let from = built.join(format!("{}.wasm", plugin.package.replace('-', "_")));
+        let dir = root.join("target").join(plugin.output_dir);
+        std::fs::create_dir_all(&dir)?;
+        copy_if_changed(&from, &dir.join(format!("{}.wasm", plugin.file_stem)))?;
+    }
+    run(Command::new(cargo_bin()).args(["build", "--release", "-p", "blockhost"]))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    // Unit tests of the plugins' shared logic run natively.
+    run(Command::new(cargo_bin()).args(["test", "--release", "-p", "state-common"]))?;
+    run(Command::new(cargo_bin())
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "blockhost",
+            "-p",
+            "blockhost-tests",
+            "-p",
+            "xtask",
+        ])
+        .args(extra))
+}
+
+struct WasmPackage {
+    package: String,
+    /// File name in the output directory, without `.wasm`.
+    file_stem: String,
+    output_dir: &'static str,
+}
+
+/// Every cdylib package under `plugins/` (shipped) or `tests/fixtures/plugins/` (test-only).
+fn wasm_packages(root: &Path) -> Result<Vec<WasmPackage>> {
+    let output = Command::new(cargo_bin())
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    let mut found = Vec::new();
+    for package in packages {
+        let name = package["name"].as_str().unwrap_or_default().to_owned();
+        let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
+        let relative = manifest
+            .strip_prefix(root)
+            .unwrap_or(&manifest)
+            .to_path_buf();
+        let is_cdylib = package["targets"].as_array().is_some_and(|targets| {
+            targets.iter().any(|t| {
+                t["crate_types"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"))
+            })
+        });
+        if !is_cdylib {
+            continue;
+        }
+        if relative.starts_with("plugins") {
+            found.push(WasmPackage {
+                file_stem: name.clone(),
+                package: name,
+                output_dir: "plugins",
+            });
+        } else if relative.starts_with("tests/fixtures/plugins") {
+            found.push(WasmPackage {
+                file_stem: name.trim_start_matches("fixture-").to_owned(),
+                package: name,
+                output_dir: "fixture-plugins",
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Leaves an unchanged plugin's file (and its modification time) alone.
+fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    if std::fs::read(to).ok().as_deref() != Some(bytes.as_slice()) {
+        std::fs::write(to, &bytes).with_context(|| format!("cannot write {}", to.display()))?;
+    }
+    Ok(())
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
