@@ -42,9 +42,10 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn close(&self) {
+    /// Closes every component once its calls in flight have finished.
+    pub async fn close(&self) {
         for store in self.state.values() {
-            store.close();
+            store.close().await;
         }
     }
 }

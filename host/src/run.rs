@@ -52,7 +52,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     server.await.context("the HTTP server task failed")?;
-    sidecar.registry.load().close();
+    sidecar.registry.load().close().await;
     tracing::info!("blockhost stopped");
     Ok(())
 }

@@ -146,12 +146,14 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
 }
 
 /// Splits a path into URL-decoded segments, ignoring empty ones (daprd cleans `//` and
-/// trailing slashes before routing).
+/// trailing slashes before routing). Segments are unescaped as daprd does, with Go's
+/// `url.QueryUnescape`: `+` reads as a space, `%2B` as a plus.
 fn path_segments(path: &str) -> Result<Vec<String>, &'static str> {
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            percent_encoding::percent_decode_str(s)
+            let s = s.replace('+', " ");
+            percent_encoding::percent_decode_str(&s)
                 .decode_utf8()
                 .map(|c| c.into_owned())
                 .map_err(|_| "invalid URL escape in the path")
@@ -184,6 +186,7 @@ mod tests {
             vec!["v1.0", "state", "s", "a b"]
         );
         assert_eq!(path_segments("/v1.0/state/s/a%2Fb").unwrap()[3], "a/b");
+        assert_eq!(path_segments("/s/a+b%2Bc").unwrap()[1], "a b+c");
         assert!(path_segments("/v1.0/%FF").is_err());
     }
 }

@@ -106,8 +106,8 @@ impl StateStore {
         self.features.iter().any(|f| f == "TRANSACTIONAL")
     }
 
-    pub fn close(&self) {
-        self.pool.close();
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Validates a caller's key and returns the key as stored.

@@ -60,11 +60,18 @@ pub trait WorldBindings: Sized + Send + 'static {
         store: &mut Store<PluginState>,
     ) -> impl Future<Output = wasmtime::Result<Self>> + Send;
 
+    // The generated bindings take `&Vec` for WIT lists.
+    #[allow(clippy::ptr_arg)]
     fn init(
         &self,
         store: &mut Store<PluginState>,
         metadata: &Vec<(String, String)>,
     ) -> impl Future<Output = wasmtime::Result<Result<(), PluginError>>> + Send;
+
+    fn close(
+        &self,
+        store: &mut Store<PluginState>,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send;
 }
 
 impl WorldBindings for state::StatePlugin {
@@ -90,6 +97,10 @@ impl WorldBindings for state::StatePlugin {
             .call_init(store, metadata)
             .await
     }
+
+    async fn close(&self, store: &mut Store<PluginState>) -> wasmtime::Result<()> {
+        self.blockhost_plugin_lifecycle().call_close(store).await
+    }
 }
 
 /// A live instance: the bindings and the store they run in.
@@ -110,6 +121,8 @@ pub struct Pool<B: WorldBindings> {
     limits: Limits,
     idle: Mutex<Vec<Instance<B>>>,
     permits: Arc<Semaphore>,
+    /// The most instances that may exist at once.
+    size: u32,
 }
 
 impl<B: WorldBindings> Pool<B> {
@@ -137,6 +150,7 @@ impl<B: WorldBindings> Pool<B> {
             limits,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size as usize)),
+            size,
         });
         let first = pool.create().await.map_err(StartError::Call)?;
         pool.give_back(first);
@@ -182,13 +196,27 @@ impl<B: WorldBindings> Pool<B> {
             .unwrap_or_else(|join| Err(CallError::Trap(format!("plugin call aborted: {join}"))))
     }
 
-    /// Stops handing out instances and drops the idle ones.
-    pub fn close(&self) {
+    /// Stops handing out instances, waits for calls in flight, and closes every instance
+    /// so plugins can flush and release what they hold.
+    pub async fn close(&self) {
+        // Holding every permit means no call is running.
+        let all = self.permits.acquire_many(self.size).await;
         self.permits.close();
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        for mut instance in idle {
+            arm_deadline(&mut instance.store, self.limits.call_timeout);
+            let closing = instance.bindings.close(&mut instance.store);
+            match tokio::time::timeout(self.limits.call_timeout + TIMER_SLACK, closing).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(
+                    component = &*self.component,
+                    "plugin close failed: {}",
+                    describe_trap(&err)
+                ),
+                Err(_) => tracing::warn!(component = &*self.component, "plugin close timed out"),
+            }
+        }
+        drop(all);
     }
 
     async fn create(&self) -> Result<Instance<B>, CallError> {

@@ -31,7 +31,6 @@ fn main() -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         "test" => {
-            prepare_machine()?;
             build(&root)?;
             test(&rest)
         }
@@ -50,10 +49,21 @@ fn workspace_root() -> Result<PathBuf> {
 
 /// What a fresh machine with only rustup, apt and git lacks.
 fn prepare_machine() -> Result<()> {
-    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("cannot run rustup")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t == WASM_TARGET)
+    {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    Ok(())
 }
 
 fn build(root: &Path) -> Result<()> {
+    prepare_machine()?;
     let plugins = wasm_packages(root)?;
     let mut cargo = Command::new(cargo_bin());
     cargo.args([

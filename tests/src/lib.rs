@@ -1,0 +1,35 @@
+//! Integration and conformance tests for blockhost: they start the real `blockhost` binary on
+//! free ports with real plugins and drive it over HTTP, as an application would.
+//!
+//! Harness:
+//! - [`Sidecar::builder`] → [`SidecarBuilder`] (plugins, components, env, API token) →
+//!   [`SidecarBuilder::start`] (waits for `/v1.0/healthz` = 204) or
+//!   [`SidecarBuilder::spawn`] (for sidecars expected to exit); [`Sidecar::stop`] sends SIGTERM
+//!   and returns the exit status; dropping a sidecar stops it and, if the test is failing,
+//!   prints its logs.
+//! - [`Client`] / [`Response`]: plain HTTP with Dapr error assertions; [`StateApi`] for the
+//!   state routes; [`Component`] writes resource YAML; [`metadata`] reads `/v1.0/metadata`.
+//! - [`conformance`]: the state store suite, instantiated per plugin with
+//!   [`state_conformance_suite!`].
+//!
+//! Locations come from `BLOCKHOST_BIN`, `BLOCKHOST_PLUGINS_DIR` and `BLOCKHOST_FIXTURES_DIR`,
+//! else from what `cargo xtask test` builds under `target/` (see [`paths`]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod builder;
+pub mod conformance;
+pub mod http;
+pub mod logs;
+pub mod metadata;
+pub mod paths;
+pub mod ports;
+pub mod resources;
+pub mod sidecar;
+pub mod state;
+pub mod time;
+
+pub use builder::SidecarBuilder;
+pub use http::{Client, Response};
+pub use resources::Component;
+pub use sidecar::Sidecar;
+pub use state::{StateApi, StoreKind};

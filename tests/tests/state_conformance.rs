@@ -1,0 +1,6 @@
+//! The state conformance suite (`blockhost_tests::conformance`), once per state plugin.
+
+use blockhost_tests::{state_conformance_suite, StoreKind};
+
+state_conformance_suite!(in_memory, StoreKind::InMemory);
+state_conformance_suite!(redb, StoreKind::Redb);
