@@ -115,13 +115,15 @@ impl Loader<'_> {
     ) -> Result<(), ComponentError> {
         let plugin = self.plugin_for(component)?;
         let mut metadata = self.resolve_metadata(component)?;
+        let limits = take_host_settings(&mut metadata, self.limits)
+            .map_err(|message| error(component, message))?;
+        let limits = Limits {
+            init_timeout: component.init_timeout,
+            ..limits
+        };
         let policy = SandboxPolicy::from_metadata(&plugin.info, &mut metadata)
             .await
             .map_err(|err| error(component, err.to_string()))?;
-        let limits = Limits {
-            init_timeout: component.init_timeout,
-            ..self.limits.clone()
-        };
         let name: Arc<str> = Arc::from(component.name.as_str());
         let info = ComponentInfo {
             name: component.name.clone(),
@@ -262,6 +264,57 @@ impl Loader<'_> {
     }
 }
 
+/// Metadata keys under this prefix configure the host, per component, and are not passed
+/// to the plugin.
+const HOST_SETTING_PREFIX: &str = "blockhost.";
+
+/// Applies (and removes) the host's own per-component settings:
+/// `blockhost.callTimeout` (a duration), `blockhost.memoryLimitMb` (at most the sidecar's
+/// `--plugin-memory-limit-mb`, which sizes the engine's memory slots) and
+/// `blockhost.maxInstances`.
+fn take_host_settings(
+    metadata: &mut Vec<(String, String)>,
+    defaults: &Limits,
+) -> Result<Limits, String> {
+    let mut limits = defaults.clone();
+    let mut failure = None;
+    metadata.retain(|(key, value)| {
+        let Some(setting) = key.strip_prefix(HOST_SETTING_PREFIX) else {
+            return true;
+        };
+        let applied = match setting {
+            "callTimeout" => crate::resources::duration::parse(value)
+                .map(|timeout| limits.call_timeout = timeout)
+                .ok_or_else(|| format!("{key} '{value}' is not a duration (write e.g. 2s)")),
+            "memoryLimitMb" => match value.parse::<usize>() {
+                Ok(mb) if mb > 0 && mb << 20 <= defaults.memory_bytes => {
+                    limits.memory_bytes = mb << 20;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "{key} '{value}' must be a whole number of MiB between 1 and {}                      (raise --plugin-memory-limit-mb for more)",
+                    defaults.memory_bytes >> 20
+                )),
+            },
+            "maxInstances" => match value.parse::<u32>() {
+                Ok(n) if n > 0 => {
+                    limits.max_instances_override = Some(n);
+                    Ok(())
+                }
+                _ => Err(format!("{key} '{value}' must be a positive whole number")),
+            },
+            _ => Err(format!(
+                "unknown host setting {key}: use blockhost.callTimeout,                  blockhost.memoryLimitMb or blockhost.maxInstances"
+            )),
+        };
+        if let Err(message) = applied {
+            failure.get_or_insert(message);
+        }
+        false
+    });
+    failure.map_or(Ok(limits), Err)
+}
+
 fn category_kind(category: &str) -> Option<PluginKind> {
     Some(match category {
         "state" => PluginKind::State,
@@ -292,5 +345,47 @@ fn error(component: &Component, message: impl Into<String>) -> ComponentError {
         component: component.name.clone(),
         source_location: component.source.to_string(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> (Result<Limits, String>, Vec<(String, String)>) {
+        let mut metadata: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let limits = take_host_settings(&mut metadata, &Limits::default());
+        (limits, metadata)
+    }
+
+    #[test]
+    fn host_settings_are_applied_and_hidden_from_the_plugin() {
+        let (limits, rest) = settings(&[
+            ("redisHost", "x"),
+            ("blockhost.callTimeout", "250ms"),
+            ("blockhost.memoryLimitMb", "16"),
+            ("blockhost.maxInstances", "2"),
+        ]);
+        let limits = limits.unwrap();
+        assert_eq!(limits.call_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(limits.memory_bytes, 16 << 20);
+        assert_eq!(limits.max_instances_override, Some(2));
+        assert_eq!(rest, vec![("redisHost".to_owned(), "x".to_owned())]);
+    }
+
+    #[test]
+    fn bad_host_settings_are_explained() {
+        assert!(settings(&[("blockhost.memoryLimitMb", "100000")])
+            .0
+            .unwrap_err()
+            .contains("--plugin-memory-limit-mb"));
+        assert!(settings(&[("blockhost.nope", "1")])
+            .0
+            .unwrap_err()
+            .contains("unknown host setting"));
+        assert!(settings(&[("blockhost.callTimeout", "soon")]).0.is_err());
     }
 }

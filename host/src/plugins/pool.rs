@@ -24,6 +24,8 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// Used when the plugin leaves the instance count to the host.
     pub default_instances: u32,
+    /// Set by the component; still never above what the plugin allows.
+    pub max_instances_override: Option<u32>,
 }
 
 impl Default for Limits {
@@ -33,6 +35,7 @@ impl Default for Limits {
             init_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(10),
             default_instances: 8,
+            max_instances_override: None,
         }
     }
 }
@@ -137,9 +140,9 @@ impl<B: WorldBindings> Pool<B> {
         limits: Limits,
     ) -> Result<Arc<Self>, StartError> {
         let pre = B::pre(plugin.instance_pre.clone()).map_err(StartError::Bind)?;
-        let size = match plugin.info.max_instances {
-            0 => limits.default_instances.max(1),
-            n => n,
+        let size = match (plugin.info.max_instances, limits.max_instances_override) {
+            (0, wanted) => wanted.unwrap_or(limits.default_instances).max(1),
+            (allowed, wanted) => wanted.map_or(allowed, |w| w.min(allowed)),
         };
         let pool = Arc::new(Self {
             component,

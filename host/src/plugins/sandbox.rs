@@ -75,7 +75,7 @@ impl SandboxPolicy {
                 continue;
             }
             if info.endpoint_keys.iter().any(|k| k == key) {
-                grant_endpoints(key, value, &mut network).await?;
+                *value = grant_endpoints(key, value, &mut network).await?;
             }
             if info.path_keys.iter().any(|k| k == key) {
                 let writable = info.writable_path_keys.iter().any(|k| k == key);
@@ -134,33 +134,70 @@ impl SandboxPolicy {
     }
 }
 
+/// Grants every address an endpoint resolves to, and returns the value rewritten with a
+/// resolved IP in place of each host name: the guest has no name lookup, so it must be
+/// handed addresses it can connect to.
 async fn grant_endpoints(
     key: &str,
     value: &str,
     grant: &mut NetworkGrant,
-) -> Result<(), SandboxError> {
+) -> Result<String, SandboxError> {
+    let mut rewritten = Vec::new();
     for endpoint in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (host, port) = split_endpoint(endpoint);
+        let parsed = split_endpoint(endpoint);
         let fail = |reason: String| SandboxError::Endpoint {
             key: key.to_owned(),
             value: endpoint.to_owned(),
             reason,
         };
-        let resolved = tokio::net::lookup_host((host.as_str(), port.unwrap_or(0)))
-            .await
-            .map_err(|err| fail(err.to_string()))?;
-        for addr in resolved {
-            match port {
-                Some(_) => grant.addrs.insert(addr),
+        let resolved: Vec<SocketAddr> =
+            tokio::net::lookup_host((parsed.host, parsed.port.unwrap_or(0)))
+                .await
+                .map_err(|err| fail(err.to_string()))?
+                .collect();
+        let chosen = resolved
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(resolved.first())
+            .ok_or_else(|| fail("the name resolves to no address".into()))?
+            .ip();
+        for addr in &resolved {
+            match parsed.port {
+                Some(_) => grant.addrs.insert(*addr),
                 None => grant.any_port.insert(addr.ip()),
             };
         }
+        rewritten.push(parsed.with_host(chosen));
     }
-    Ok(())
+    Ok(rewritten.join(","))
+}
+
+/// An endpoint's host (a slice of the original text) and port.
+#[derive(Debug, PartialEq, Eq)]
+struct Endpoint<'a> {
+    text: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+}
+
+impl Endpoint<'_> {
+    /// The original text with `ip` in place of the host.
+    fn with_host(&self, ip: IpAddr) -> String {
+        if self.host.parse::<IpAddr>().is_ok() {
+            return self.text.to_owned();
+        }
+        let start = self.host.as_ptr() as usize - self.text.as_ptr() as usize;
+        let end = start + self.host.len();
+        let ip = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        format!("{}{ip}{}", &self.text[..start], &self.text[end..])
+    }
 }
 
 /// Accepts `host`, `host:port`, `[v6]:port` and URLs (`scheme://user:pass@host:port/path`).
-fn split_endpoint(endpoint: &str) -> (String, Option<u16>) {
+fn split_endpoint(endpoint: &str) -> Endpoint<'_> {
     let (scheme, rest) = match endpoint.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, endpoint),
@@ -181,7 +218,11 @@ fn split_endpoint(endpoint: &str) -> (String, Option<u16>) {
     let port = port
         .and_then(|p| p.parse().ok())
         .or_else(|| scheme.and_then(default_port));
-    (host.to_owned(), port)
+    Endpoint {
+        text: endpoint,
+        host,
+        port,
+    }
 }
 
 fn default_port(scheme: &str) -> Option<u16> {
@@ -235,19 +276,33 @@ fn grant_path(key: &str, value: &str, writable: bool) -> Result<(PathGrant, Stri
 #[cfg(test)]
 mod tests {
     use super::split_endpoint;
+    use std::net::IpAddr;
 
     #[test]
     fn endpoints_in_every_shape() {
+        let parts = |e| {
+            let p = split_endpoint(e);
+            (p.host.to_owned(), p.port)
+        };
+        assert_eq!(parts("localhost:6379"), ("localhost".into(), Some(6379)));
+        assert_eq!(parts("redis-host"), ("redis-host".into(), None));
         assert_eq!(
-            split_endpoint("localhost:6379"),
-            ("localhost".into(), Some(6379))
-        );
-        assert_eq!(split_endpoint("redis-host"), ("redis-host".into(), None));
-        assert_eq!(
-            split_endpoint("amqp://guest:guest@127.0.0.1/vhost"),
+            parts("amqp://guest:guest@127.0.0.1/vhost"),
             ("127.0.0.1".into(), Some(5672))
         );
-        assert_eq!(split_endpoint("[::1]:7000"), ("::1".into(), Some(7000)));
-        assert_eq!(split_endpoint("::1"), ("::1".into(), None));
+        assert_eq!(parts("[::1]:7000"), ("::1".into(), Some(7000)));
+        assert_eq!(parts("::1"), ("::1".into(), None));
+    }
+
+    #[test]
+    fn names_are_replaced_by_addresses() {
+        let v4: IpAddr = "10.0.0.7".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(split_endpoint("redis:6379").with_host(v4), "10.0.0.7:6379");
+        assert_eq!(
+            split_endpoint("amqp://u:p@broker:5672/v").with_host(v6),
+            "amqp://u:p@[::1]:5672/v"
+        );
+        assert_eq!(split_endpoint("127.0.0.1:1").with_host(v4), "127.0.0.1:1");
     }
 }

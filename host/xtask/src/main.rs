@@ -31,6 +31,7 @@ fn main() -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         "test" => {
+            install_packages(&["redis-server"])?;
             build(&root)?;
             test(&rest)
         }
@@ -60,6 +61,32 @@ fn prepare_machine() -> Result<()> {
         run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
     }
     Ok(())
+}
+
+/// Installs Debian packages whose programs are missing (the tests start real servers).
+/// `apt-get update` runs once, and only when something must be installed.
+fn install_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| !program_exists(package))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Debian packages here are named after the program they install.
+fn program_exists(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+    })
 }
 
 fn build(root: &Path) -> Result<()> {
