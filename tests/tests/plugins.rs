@@ -35,6 +35,24 @@ fn files_that_are_not_components_are_reported_and_skipped() {
 }
 
 #[test]
+fn a_component_that_exports_no_plugin_world_is_reported_and_skipped() {
+    let sidecar = Sidecar::builder("noworldapp")
+        .store(StoreKind::InMemory, "statestore")
+        .fixture_plugin("no-world.wasm")
+        .start();
+    let logs = sidecar.stderr();
+    assert!(
+        logs.contains("no-world.wasm") && logs.contains("exports no blockhost plugin interface"),
+        "stderr should name the file and the reason:\n{logs}"
+    );
+    let skipped = metadata::fetch(&sidecar.client())["skippedPlugins"].clone();
+    assert_eq!(skipped[0]["file"], "no-world.wasm", "metadata: {skipped}");
+    let state = sidecar.state("statestore");
+    state.put("k", json!(1));
+    state.assert_value("k", "1");
+}
+
+#[test]
 fn init_failure_is_fatal() {
     let mut sidecar = with_doomed_component(
         "initfailapp",
