@@ -10,6 +10,7 @@ use tempfile::TempDir;
 
 use crate::paths;
 use crate::ports::free_port;
+use crate::redis::RedisServer;
 use crate::resources::Component;
 use crate::sidecar::{Sidecar, COLD_READY_TIMEOUT, READY_TIMEOUT};
 use crate::state::StoreKind;
@@ -34,6 +35,9 @@ pub struct SidecarBuilder {
     env: Vec<(String, String)>,
     token: Option<String>,
     cache_dir: Option<PathBuf>,
+    args: Vec<String>,
+    /// Servers started for the stores; the sidecar owns them once spawned.
+    redis_servers: Vec<RedisServer>,
 }
 
 impl SidecarBuilder {
@@ -50,6 +54,8 @@ impl SidecarBuilder {
             env: Vec::new(),
             token: None,
             cache_dir: None,
+            args: Vec::new(),
+            redis_servers: Vec::new(),
         }
     }
 
@@ -110,8 +116,15 @@ impl SidecarBuilder {
     }
 
     /// A state store `name` of `kind`, its plugin, and (for persistent kinds) a data dir of its
-    /// own in the sidecar's temp dir.
-    pub fn store(self, kind: StoreKind, name: &str) -> Self {
+    /// own in the sidecar's temp dir, or (for server kinds) a server of its own that lives as
+    /// long as the sidecar.
+    pub fn store(mut self, kind: StoreKind, name: &str) -> Self {
+        if kind.needs_server() {
+            let server = RedisServer::start();
+            let component = kind.server_component(name, &server.addr());
+            self.redis_servers.push(server);
+            return self.plugin(kind.plugin_file()).component(&component);
+        }
         let data = self.dir.path().join(format!("data-{name}"));
         fs::create_dir_all(&data).expect("create store data dir");
         let component = kind.component(name, &data);
@@ -132,6 +145,13 @@ impl SidecarBuilder {
     /// Uses `dir` as `--plugin-cache-dir` instead of the cache shared by the test run.
     pub fn cache_dir(mut self, dir: &Path) -> Self {
         self.cache_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Passes extra flags to `blockhost run`, after the ones the builder sets (e.g.
+    /// `&["--plugin-call-timeout", "1s"]`).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
 
@@ -177,7 +197,8 @@ impl SidecarBuilder {
             .arg(&plugins_dir)
             .arg("--plugin-cache-dir")
             .arg(&cache_dir)
-            .args(["--log-level", "debug"]);
+            .args(["--log-level", "debug"])
+            .args(&self.args);
 
         // Settings the host also reads from the environment must come from the test alone.
         for var in [
@@ -218,6 +239,7 @@ impl SidecarBuilder {
             status: None,
             stdout_path,
             stderr_path,
+            _redis_servers: self.redis_servers,
             _dir: self.dir,
         }
     }

@@ -9,6 +9,8 @@
 //!   prints its logs.
 //! - [`Client`] / [`Response`]: plain HTTP with Dapr error assertions; [`StateApi`] for the
 //!   state routes; [`Component`] writes resource YAML; [`metadata`] reads `/v1.0/metadata`.
+//! - [`redis::RedisServer`]: a real `redis-server` on a free port, for `state.redis` and direct
+//!   checks; [`StoreKind::Redis`] stores get one each.
 //! - [`conformance`]: the state store suite, instantiated per plugin with
 //!   [`state_conformance_suite!`].
 //!
@@ -23,6 +25,7 @@ pub mod logs;
 pub mod metadata;
 pub mod paths;
 pub mod ports;
+pub mod redis;
 pub mod resources;
 pub mod sidecar;
 pub mod state;

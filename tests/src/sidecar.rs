@@ -12,6 +12,7 @@ use tempfile::TempDir;
 use crate::builder::SidecarBuilder;
 use crate::http::Client;
 use crate::logs::strip_ansi;
+use crate::redis::RedisServer;
 use crate::state::{StateApi, StoreKind};
 
 /// How long a sidecar whose plugins are already in the compile cache may take to get healthy.
@@ -31,6 +32,8 @@ pub struct Sidecar {
     pub(crate) status: Option<ExitStatus>,
     pub(crate) stdout_path: PathBuf,
     pub(crate) stderr_path: PathBuf,
+    /// Stopped after the sidecar (fields drop after `Drop::drop`).
+    pub(crate) _redis_servers: Vec<RedisServer>,
     pub(crate) _dir: TempDir,
 }
 

@@ -12,16 +12,20 @@ use crate::resources::Component;
 pub enum StoreKind {
     InMemory,
     Redb,
+    /// `state.redis`; [`crate::SidecarBuilder::store`] starts a `redis-server` of its own for
+    /// each such store.
+    Redis,
 }
 
 impl StoreKind {
-    pub const ALL: [StoreKind; 2] = [StoreKind::InMemory, StoreKind::Redb];
+    pub const ALL: [StoreKind; 3] = [StoreKind::InMemory, StoreKind::Redb, StoreKind::Redis];
 
     /// `spec.type`.
     pub fn component_type(self) -> &'static str {
         match self {
             StoreKind::InMemory => "state.in-memory",
             StoreKind::Redb => "state.redb",
+            StoreKind::Redis => "state.redis",
         }
     }
 
@@ -30,17 +34,33 @@ impl StoreKind {
         match self {
             StoreKind::InMemory => "state-in-memory.wasm",
             StoreKind::Redb => "state-redb.wasm",
+            StoreKind::Redis => "state-redis.wasm",
         }
     }
 
+    /// Whether a store of this kind needs a server (see [`StoreKind::server_component`]).
+    pub fn needs_server(self) -> bool {
+        self == StoreKind::Redis
+    }
+
+    /// A component of this kind named `name` whose backend listens on `addr` (`host:port`).
+    pub fn server_component(self, name: &str, addr: &str) -> Component {
+        assert!(self.needs_server(), "{self:?} stores need no server");
+        Component::new(name, self.component_type()).meta("redisHost", addr)
+    }
+
     /// A component of this kind named `name`. `data_dir` is where a persistent store keeps its
-    /// files (it must exist); stores without files ignore it.
+    /// files (it must exist); stores without files ignore it. Kinds that need a server take
+    /// [`StoreKind::server_component`] instead.
     pub fn component(self, name: &str, data_dir: &Path) -> Component {
         let component = Component::new(name, self.component_type());
         match self {
             StoreKind::InMemory => component,
             StoreKind::Redb => {
                 component.meta("path", data_dir.to_str().expect("temp paths are UTF-8"))
+            }
+            StoreKind::Redis => {
+                panic!("a state.redis component needs a server address: use server_component")
             }
         }
     }

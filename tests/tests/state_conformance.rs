@@ -4,3 +4,4 @@ use blockhost_tests::{state_conformance_suite, StoreKind};
 
 state_conformance_suite!(in_memory, StoreKind::InMemory);
 state_conformance_suite!(redb, StoreKind::Redb);
+state_conformance_suite!(redis, StoreKind::Redis);

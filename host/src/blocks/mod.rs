@@ -1,3 +1,4 @@
 //! One module per building block: what the block means, independent of HTTP and wasmtime.
 
+pub mod pubsub;
 pub mod state;

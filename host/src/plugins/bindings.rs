@@ -15,6 +15,19 @@ pub mod state {
     });
 }
 
+pub mod pubsub {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "pubsub-plugin",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "blockhost:plugin/types": super::state::blockhost::plugin::types,
+            "blockhost:plugin/log": super::state::blockhost::plugin::log,
+        },
+    });
+}
+
 pub use state::blockhost::plugin::log::Level;
 pub use state::blockhost::plugin::types::Error as PluginError;
 pub use state::exports::blockhost::plugin::lifecycle::PluginInfo;

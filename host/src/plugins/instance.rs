@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Per-store data: what the plugin's imports can reach.
@@ -13,7 +13,7 @@ pub struct PluginState {
     pub component: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryCap,
     /// When the call now running must end; checked on every epoch tick.
     deadline: Instant,
 }
@@ -35,10 +35,10 @@ pub fn new_store(
     wasi: WasiCtx,
     memory_cap: usize,
 ) -> Store<PluginState> {
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(memory_cap)
-        .trap_on_grow_failure(true)
-        .build();
+    let limits = MemoryCap {
+        cap: memory_cap,
+        used: 0,
+    };
     let state = PluginState {
         component,
         wasi,
@@ -63,4 +63,44 @@ pub fn new_store(
 pub fn arm_deadline(store: &mut Store<PluginState>, budget: Duration) {
     store.data_mut().deadline = Instant::now() + budget;
     store.set_epoch_deadline(1);
+}
+
+/// Holds an instance to `cap` bytes across all its linear memories (a component can have
+/// several), and says so in its own words when the guest asks for more.
+struct MemoryCap {
+    cap: usize,
+    used: usize,
+}
+
+/// Table elements one instance may hold; far above what real plugins use.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let wanted = self.used.saturating_add(desired.saturating_sub(current));
+        if wanted > self.cap {
+            return Err(wasmtime::format_err!(
+                "the plugin instance asked for {} MiB of memory, above its cap of {} MiB \
+                 (raise blockhost.memoryLimitMb or --plugin-memory-limit-mb if it needs more)",
+                wanted.div_ceil(1 << 20),
+                self.cap >> 20
+            ));
+        }
+        self.used = wanted;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
 }

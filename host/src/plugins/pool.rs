@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store};
 
-use super::bindings::{describe_error, state, PluginError};
+use super::bindings::{describe_error, pubsub, state, PluginError};
 use super::catalog::Plugin;
 use super::instance::{arm_deadline, new_store, PluginState};
 use super::sandbox::SandboxPolicy;
@@ -77,39 +78,52 @@ pub trait WorldBindings: Sized + Send + 'static {
     ) -> impl Future<Output = wasmtime::Result<()>> + Send;
 }
 
-impl WorldBindings for state::StatePlugin {
-    type Pre = state::StatePluginPre<PluginState>;
+/// Every world exports the same `lifecycle`, so one implementation serves them all.
+macro_rules! world_bindings {
+    ($world:ty, $pre:ident) => {
+        impl WorldBindings for $world {
+            type Pre = $pre<PluginState>;
 
-    fn pre(instance_pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre> {
-        state::StatePluginPre::new(instance_pre)
-    }
+            fn pre(instance_pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre> {
+                $pre::new(instance_pre)
+            }
 
-    async fn instantiate(
-        pre: &Self::Pre,
-        store: &mut Store<PluginState>,
-    ) -> wasmtime::Result<Self> {
-        pre.instantiate_async(store).await
-    }
+            async fn instantiate(
+                pre: &Self::Pre,
+                store: &mut Store<PluginState>,
+            ) -> wasmtime::Result<Self> {
+                pre.instantiate_async(store).await
+            }
 
-    async fn init(
-        &self,
-        store: &mut Store<PluginState>,
-        metadata: &Vec<(String, String)>,
-    ) -> wasmtime::Result<Result<(), PluginError>> {
-        self.blockhost_plugin_lifecycle()
-            .call_init(store, metadata)
-            .await
-    }
+            async fn init(
+                &self,
+                store: &mut Store<PluginState>,
+                metadata: &Vec<(String, String)>,
+            ) -> wasmtime::Result<Result<(), PluginError>> {
+                self.blockhost_plugin_lifecycle()
+                    .call_init(store, metadata)
+                    .await
+            }
 
-    async fn close(&self, store: &mut Store<PluginState>) -> wasmtime::Result<()> {
-        self.blockhost_plugin_lifecycle().call_close(store).await
-    }
+            async fn close(&self, store: &mut Store<PluginState>) -> wasmtime::Result<()> {
+                self.blockhost_plugin_lifecycle().call_close(store).await
+            }
+        }
+    };
 }
+
+use pubsub::PubsubPluginPre;
+use state::StatePluginPre;
+world_bindings!(state::StatePlugin, StatePluginPre);
+world_bindings!(pubsub::PubsubPlugin, PubsubPluginPre);
 
 /// A live instance: the bindings and the store they run in.
 pub struct Instance<B> {
     pub bindings: B,
     pub store: Store<PluginState>,
+    /// Distinguishes this instance from the ones it replaces: resource handles a plugin
+    /// returned are valid only in the instance that made them.
+    pub generation: u64,
 }
 
 /// The work a caller runs on a borrowed instance.
@@ -126,6 +140,7 @@ pub struct Pool<B: WorldBindings> {
     permits: Arc<Semaphore>,
     /// The most instances that may exist at once.
     size: u32,
+    generations: AtomicU64,
 }
 
 impl<B: WorldBindings> Pool<B> {
@@ -154,6 +169,7 @@ impl<B: WorldBindings> Pool<B> {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size as usize)),
             size,
+            generations: AtomicU64::new(0),
         });
         let first = pool.create().await.map_err(StartError::Call)?;
         pool.give_back(first);
@@ -191,12 +207,41 @@ impl<B: WorldBindings> Pool<B> {
                     pool.give_back(instance);
                     Ok(value)
                 }
-                Ok(Err(err)) => Err(pool.discard(instance, &describe_trap(&err))),
+                Ok(Err(err)) => Err(pool.discard(instance, &describe_trap(&pool.component, &err))),
                 Err(_) => Err(pool.discard(instance, DEADLINE_MESSAGE)),
             }
         });
         task.await
             .unwrap_or_else(|join| Err(CallError::Trap(format!("plugin call aborted: {join}"))))
+    }
+
+    /// True when the plugin runs as one instance whose calls are serialised: its state
+    /// (an in-memory bus, say) lives in that instance, so every caller must use it.
+    pub fn is_single_instance(&self) -> bool {
+        self.size == 1
+    }
+
+    /// A new initialised instance outside the pool, for work that blocks for long (a
+    /// subscription's `next`) and must not hold a pooled instance.
+    pub async fn dedicated(&self) -> Result<Instance<B>, CallError> {
+        self.create().await
+    }
+
+    /// Runs `work` on a dedicated instance, allowing `extra` beyond the call budget for
+    /// time the plugin is asked to wait. A failure means the instance must be dropped.
+    pub async fn run_dedicated<R>(
+        &self,
+        instance: &mut Instance<B>,
+        extra: Duration,
+        work: impl for<'a> FnOnce(&'a mut Instance<B>) -> Work<'a, R>,
+    ) -> Result<R, CallError> {
+        let budget = self.limits.call_timeout + extra;
+        arm_deadline(&mut instance.store, budget);
+        match tokio::time::timeout(budget + TIMER_SLACK, work(instance)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(CallError::Trap(describe_trap(&self.component, &err))),
+            Err(_) => Err(CallError::Trap(DEADLINE_MESSAGE.to_owned())),
+        }
     }
 
     /// Stops handing out instances, waits for calls in flight, and closes every instance
@@ -214,7 +259,7 @@ impl<B: WorldBindings> Pool<B> {
                 Ok(Err(err)) => tracing::warn!(
                     component = &*self.component,
                     "plugin close failed: {}",
-                    describe_trap(&err)
+                    describe_trap(&self.component, &err)
                 ),
                 Err(_) => tracing::warn!(component = &*self.component, "plugin close timed out"),
             }
@@ -242,9 +287,13 @@ impl<B: WorldBindings> Pool<B> {
         })
         .await;
         match started {
-            Ok(Ok((bindings, Ok(())))) => Ok(Instance { bindings, store }),
+            Ok(Ok((bindings, Ok(())))) => Ok(Instance {
+                bindings,
+                store,
+                generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            }),
             Ok(Ok((_, Err(err)))) => Err(CallError::Init(err)),
-            Ok(Err(trap)) => Err(CallError::Trap(describe_trap(&trap))),
+            Ok(Err(trap)) => Err(CallError::Trap(describe_trap(&self.component, &trap))),
             Err(_) => Err(CallError::Trap(format!(
                 "init did not finish within {budget:?} (spec.initTimeout)"
             ))),
@@ -291,11 +340,23 @@ const TIMER_SLACK: Duration = Duration::from_millis(500);
 
 const DEADLINE_MESSAGE: &str = "the call exceeded its deadline and was interrupted";
 
-/// Turns a wasmtime error into one line a reader can act on.
-fn describe_trap(err: &wasmtime::Error) -> String {
+/// Turns a wasmtime error into one line a reader can act on. The wasm backtrace wasmtime
+/// attaches (many lines of function indices) is left out: it goes to the log at debug level.
+fn describe_trap(component: &str, err: &wasmtime::Error) -> String {
+    let backtrace = err
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(ToString::to_string);
+    if let Some(backtrace) = &backtrace {
+        tracing::debug!(component, "{backtrace}");
+    }
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => DEADLINE_MESSAGE.to_owned(),
-        Some(trap) => format!("the plugin trapped: {trap} ({err:#})"),
-        None => format!("{err:#}"),
+        Some(trap) => format!("the plugin trapped: {trap}"),
+        None => err
+            .chain()
+            .map(ToString::to_string)
+            .filter(|layer| Some(layer) != backtrace.as_ref())
+            .collect::<Vec<_>>()
+            .join(": "),
     }
 }

@@ -39,10 +39,6 @@ impl NetworkGrant {
     fn allows(&self, addr: &SocketAddr) -> bool {
         self.addrs.contains(addr) || self.any_port.contains(&addr.ip())
     }
-
-    fn is_empty(&self) -> bool {
-        self.addrs.is_empty() && self.any_port.is_empty()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,28 +104,28 @@ impl SandboxPolicy {
                     reason: err.to_string(),
                 })?;
         }
-        if !self.network.is_empty() {
-            let network = Arc::clone(&self.network);
-            let component = Arc::clone(component);
-            builder.allow_tcp(true);
-            builder.socket_addr_check(move |addr, usage| {
-                let allowed = match usage {
-                    // A connect first binds implicitly to the unspecified address.
-                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                    SocketAddrUse::TcpConnect => network.allows(&addr),
-                    _ => false,
-                };
-                if !allowed {
-                    tracing::warn!(
-                        component = &*component,
-                        %addr,
-                        ?usage,
-                        "sandbox refused a socket use: the address is not named in the component's metadata"
-                    );
-                }
-                Box::pin(async move { allowed })
-            });
-        }
+        // Sockets are checked even when nothing is granted, so that every refusal is logged
+        // (with TCP simply off, a plugin's connect would fail without a trace in the log).
+        let network = Arc::clone(&self.network);
+        let component = Arc::clone(component);
+        builder.allow_tcp(true);
+        builder.socket_addr_check(move |addr, usage| {
+            let allowed = match usage {
+                // A connect first binds implicitly to the unspecified address.
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                SocketAddrUse::TcpConnect => network.allows(&addr),
+                _ => false,
+            };
+            if !allowed {
+                tracing::warn!(
+                    component = &*component,
+                    %addr,
+                    ?usage,
+                    "sandbox refused a socket use: the address is not named in the component's metadata"
+                );
+            }
+            Box::pin(async move { allowed })
+        });
         Ok(builder.build())
     }
 }

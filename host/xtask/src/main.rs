@@ -4,6 +4,8 @@
 //!   wasm32-wasip2 into `target/plugins/` and `target/fixture-plugins/`, then the host.
 //! - `run [ARGS]`: build, then `blockhost run ARGS` from the repository root.
 //! - `test`: set up what a fresh machine lacks, build, run every test.
+//! - `bench [ARGS]`: build, install redis-server if missing, then run the benchmarks
+//!   (`host/bench`, not part of the tests) and write `host/bench/RESULTS.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +37,15 @@ fn main() -> Result<()> {
             build(&root)?;
             test(&rest)
         }
-        _ => bail!("usage: cargo xtask build | run [blockhost run flags] | test [cargo test args]"),
+        "bench" => {
+            install_packages(&["redis-server"])?;
+            build(&root)?;
+            bench(&root, &rest)
+        }
+        _ => bail!(
+            "usage: cargo xtask build | run [blockhost run flags] | test [cargo test args] \
+             | bench [blockhost-bench run flags]"
+        ),
     }
 }
 
@@ -84,9 +94,8 @@ fn install_packages(packages: &[&str]) -> Result<()> {
 
 /// Debian packages here are named after the program they install.
 fn program_exists(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn build(root: &Path) -> Result<()> {
@@ -115,8 +124,15 @@ fn build(root: &Path) -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
-    // Unit tests of the plugins' shared logic run natively.
-    run(Command::new(cargo_bin()).args(["test", "--release", "-p", "state-common"]))?;
+    // Plugins' pure logic is unit-tested natively.
+    run(Command::new(cargo_bin()).args([
+        "test",
+        "--release",
+        "-p",
+        "state-common",
+        "-p",
+        "state-redis",
+    ]))?;
     run(Command::new(cargo_bin())
         .args([
             "test",
@@ -129,6 +145,19 @@ fn test(extra: &[String]) -> Result<()> {
             "xtask",
         ])
         .args(extra))
+}
+
+/// Builds and runs the benchmark driver; `extra` goes to `blockhost-bench run`.
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    // `cargo xtask bench -- --secs 5` and `cargo xtask bench --secs 5` mean the same.
+    let extra = extra.strip_prefix(&["--".to_owned()]).unwrap_or(extra);
+    run(Command::new(cargo_bin()).args(["build", "--release", "-p", "blockhost-bench"]))?;
+    let mut command_line = vec!["cargo xtask bench".to_owned()];
+    command_line.extend(extra.iter().cloned());
+    run(Command::new(root.join("target/release/blockhost-bench"))
+        .arg("run")
+        .args(extra)
+        .env("BLOCKHOST_BENCH_COMMAND", command_line.join(" ")))
 }
 
 struct WasmPackage {
