@@ -1,6 +1,6 @@
-//! Request bodies decoded the way daprd's Go `encoding/json` does: field names match
-//! case-insensitively, `null` reads as absent, unknown fields are ignored. Values the
-//! sidecar stores stay as their raw JSON text, never re-encoded.
+//! JSON from apps (request bodies, `/dapr/subscribe` answers) decoded the way daprd's Go
+//! `encoding/json` does: field names match case-insensitively, `null` reads as absent,
+//! unknown fields are ignored. Values the sidecar passes on stay as their raw JSON text.
 
 use std::collections::HashMap;
 

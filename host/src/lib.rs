@@ -2,8 +2,10 @@
 //! WebAssembly components.
 
 pub mod api;
+pub mod app;
 pub mod blocks;
 pub mod cli;
+pub mod json;
 pub mod plugins;
 pub mod registry;
 pub mod resources;

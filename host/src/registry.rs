@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use wasmtime::Engine;
 
+use crate::blocks::pubsub::PubSub;
 use crate::blocks::state::{KeyPrefix, StateStore};
+use crate::plugins::bindings::pubsub::PubsubPlugin;
 use crate::plugins::bindings::state::StatePlugin;
 use crate::plugins::catalog::{Catalog, Plugin, PluginKind};
 use crate::plugins::pool::{Limits, Pool};
@@ -37,6 +39,7 @@ pub struct FailedComponent {
 #[derive(Default)]
 pub struct Registry {
     pub state: BTreeMap<String, Arc<StateStore>>,
+    pub pubsub: BTreeMap<String, Arc<PubSub>>,
     pub components: Vec<ComponentInfo>,
     pub failed: Vec<FailedComponent>,
 }
@@ -46,6 +49,9 @@ impl Registry {
     pub async fn close(&self) {
         for store in self.state.values() {
             store.close().await;
+        }
+        for pubsub in self.pubsub.values() {
+            pubsub.close().await;
         }
     }
 }
@@ -157,6 +163,31 @@ impl Loader<'_> {
                 registry
                     .state
                     .insert(component.name.clone(), Arc::new(store));
+            }
+            PluginKind::PubSub => {
+                // daprd's rule: the consumer group defaults to the app id.
+                if !metadata.iter().any(|(k, _)| k == "consumerID") {
+                    metadata.push(("consumerID".to_owned(), self.app_id.to_owned()));
+                }
+                let pool = Pool::<PubsubPlugin>::start(
+                    name,
+                    self.engine,
+                    plugin,
+                    policy,
+                    metadata.clone(),
+                    limits,
+                )
+                .await
+                .map_err(|err| error(component, format!("plugin {}: {err}", plugin.file_name)))?;
+                let pubsub = PubSub::new(
+                    component.name.clone(),
+                    pool,
+                    plugin.info.features.clone(),
+                    &metadata,
+                );
+                registry
+                    .pubsub
+                    .insert(component.name.clone(), Arc::new(pubsub));
             }
             other => {
                 return Err(error(

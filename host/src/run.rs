@@ -5,7 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::app::channel::AppChannel;
+use crate::app::delivery::{DeliveryPolicy, Subscriber};
+use crate::app::subscription::{parse_programmatic, SubscriptionSpec};
+use crate::resources::DeclaredSubscription;
 
 use crate::cli::RunArgs;
 use crate::plugins::cache::CompileCache;
@@ -13,7 +22,7 @@ use crate::plugins::catalog::{build_linker, Catalog};
 use crate::plugins::engine::{build_engine, start_epoch_ticker, EngineLimits};
 use crate::plugins::pool::Limits;
 use crate::registry::{Loader, Registry};
-use crate::sidecar::{PluginSummary, Sidecar, SkippedPlugin};
+use crate::sidecar::{PluginSummary, RuleInfo, Sidecar, SkippedPlugin, SubscriptionInfo};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -42,22 +51,162 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         grace,
     ));
 
+    let (stop_subscribers, subscribers_stop) = watch::channel(false);
+    let mut subscribers = JoinSet::new();
+    let started_up = async {
+        let (registry, declared) = load(&args, &sidecar).await?;
+        let registry = Arc::new(registry);
+        sidecar.registry.store(Arc::clone(&registry));
+        sidecar.set_outbound_ready();
+        let specs = subscriptions(&args, &sidecar, declared).await;
+        start_subscribers(
+            &registry,
+            &sidecar,
+            specs,
+            &subscribers_stop,
+            &mut subscribers,
+        );
+        sidecar.set_ready();
+        tracing::info!(elapsed = ?started.elapsed(), "blockhost is ready");
+        anyhow::Ok(())
+    };
     tokio::select! {
-        loaded = load(&args, &sidecar) => {
-            sidecar.registry.store(Arc::new(loaded?));
-            sidecar.set_ready();
-            tracing::info!(elapsed = ?started.elapsed(), "blockhost is ready");
-        }
+        result = started_up => result?,
         () = sidecar.stop_requested() => tracing::info!("stopped during start-up"),
     }
 
-    server.await.context("the HTTP server task failed")?;
+    // Subscribers stop pulling at once and finish their deliveries while the server drains.
+    let drain_subscribers = async {
+        sidecar.stop_requested().await;
+        let _ = stop_subscribers.send(true);
+        let all_done = async { while subscribers.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all_done).await.is_err() {
+            tracing::warn!(
+                "deliveries did not finish within {grace:?}; the broker redelivers them"
+            );
+        }
+    };
+    let (server, ()) = tokio::join!(server, drain_subscribers);
+    server.context("the HTTP server task failed")?;
     sidecar.registry.load().close().await;
     tracing::info!("blockhost stopped");
     Ok(())
 }
 
-async fn load(args: &RunArgs, sidecar: &Sidecar) -> anyhow::Result<Registry> {
+/// Declarative subscriptions for this app, then the app's own from `GET /dapr/subscribe`.
+async fn subscriptions(
+    args: &RunArgs,
+    sidecar: &Sidecar,
+    declared: Vec<DeclaredSubscription>,
+) -> Vec<(SubscriptionSpec, Arc<AppChannel>)> {
+    let declared: Vec<SubscriptionSpec> = declared
+        .into_iter()
+        .filter(|d| d.in_scope(&args.app_id))
+        .map(|d| d.spec)
+        .collect();
+    let Some(port) = args.app_port else {
+        if !declared.is_empty() {
+            tracing::warn!("Subscription resources are ignored: without --app-port there is no app to deliver to");
+        }
+        return Vec::new();
+    };
+    let app_token = std::env::var("APP_API_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let channel = Arc::new(AppChannel::new(port, sidecar.app_id.clone(), app_token));
+    channel.wait_for_app().await;
+    let mut specs = declared;
+    specs.extend(discover(&channel).await);
+    specs
+        .into_iter()
+        .map(|spec| (spec, Arc::clone(&channel)))
+        .collect()
+}
+
+/// `GET /dapr/subscribe`, tried three times as daprd does; 404 means none.
+async fn discover(channel: &AppChannel) -> Vec<SubscriptionSpec> {
+    let mut backoff = Duration::from_millis(500);
+    for attempt in 1..=3 {
+        let answer = channel
+            .call(
+                Method::GET,
+                "/dapr/subscribe",
+                Some("application/json"),
+                &[],
+                Bytes::new(),
+                Duration::from_secs(10),
+            )
+            .await;
+        match answer {
+            Ok(response) if response.status == StatusCode::NOT_FOUND => return Vec::new(),
+            Ok(response) if response.status.is_success() => {
+                return parse_programmatic(&response.body).unwrap_or_else(|err| {
+                    tracing::error!("the app's /dapr/subscribe answer is unusable: {err}");
+                    Vec::new()
+                })
+            }
+            Ok(response) => tracing::error!(
+                status = %response.status,
+                attempt,
+                "the app answered /dapr/subscribe with an error"
+            ),
+            Err(err) => tracing::error!(attempt, "cannot read /dapr/subscribe: {err}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+    Vec::new()
+}
+
+fn start_subscribers(
+    registry: &Registry,
+    sidecar: &Sidecar,
+    specs: Vec<(SubscriptionSpec, Arc<AppChannel>)>,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) {
+    let mut shown = Vec::new();
+    for (spec, channel) in specs {
+        let Some(pubsub) = registry.pubsub.get(&spec.pubsub) else {
+            tracing::warn!(
+                pubsub = %spec.pubsub,
+                topic = %spec.topic,
+                "subscription ignored: no pub/sub component of that name"
+            );
+            continue;
+        };
+        shown.push(SubscriptionInfo {
+            pubsubname: spec.pubsub.clone(),
+            topic: spec.topic.clone(),
+            rules: spec
+                .rules
+                .iter()
+                .map(|r| RuleInfo {
+                    expression: r.expression.clone(),
+                    path: r.path.clone(),
+                })
+                .collect(),
+            dead_letter_topic: spec.dead_letter_topic.clone(),
+            kind: spec.kind,
+        });
+        let subscriber = Subscriber {
+            policy: DeliveryPolicy {
+                concurrency: pubsub.delivery_concurrency(),
+                ..DeliveryPolicy::default()
+            },
+            pubsub: Arc::clone(pubsub),
+            channel,
+            spec,
+        };
+        tasks.spawn(subscriber.run(stop.clone()));
+    }
+    sidecar.subscriptions.store(Arc::new(shown));
+}
+
+async fn load(
+    args: &RunArgs,
+    sidecar: &Sidecar,
+) -> anyhow::Result<(Registry, Vec<DeclaredSubscription>)> {
     let memory_bytes = args.plugin_memory_limit_mb << 20;
     let engine = build_engine(&EngineLimits {
         max_memory_bytes: memory_bytes,
@@ -96,7 +245,8 @@ async fn load(args: &RunArgs, sidecar: &Sidecar) -> anyhow::Result<Registry> {
         namespace: args.namespace.as_deref(),
         limits: &limits,
     };
-    Ok(loader.load(&resources.components).await?)
+    let registry = loader.load(&resources.components).await?;
+    Ok((registry, resources.subscriptions))
 }
 
 fn summaries(catalog: &Catalog) -> Vec<PluginSummary> {

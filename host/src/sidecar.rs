@@ -26,6 +26,26 @@ pub struct SkippedPlugin {
     pub error: String,
 }
 
+/// A subscription as `/v1.0/metadata` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionInfo {
+    pub pubsubname: String,
+    pub topic: String,
+    pub rules: Vec<RuleInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: crate::app::subscription::Kind,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleInfo {
+    #[serde(rename = "match")]
+    pub expression: String,
+    pub path: String,
+}
+
 pub struct Sidecar {
     pub app_id: String,
     /// `DAPR_API_TOKEN`: when set, every route but health needs it.
@@ -35,7 +55,12 @@ pub struct Sidecar {
     pub plugins: ArcSwap<(Vec<PluginSummary>, Vec<SkippedPlugin>)>,
     /// Attributes set through `PUT /v1.0/metadata/{name}`.
     pub extended: Mutex<BTreeMap<String, String>>,
+    /// Components are up: the app may call the API (`/healthz/outbound`).
+    outbound_ready: watch::Sender<bool>,
+    /// Components, app channel and subscriptions are up (`/healthz`).
     ready: watch::Sender<bool>,
+    /// What `/v1.0/metadata` lists under `subscriptions`.
+    pub subscriptions: ArcSwap<Vec<SubscriptionInfo>>,
     /// Set by a signal or `POST /v1.0/shutdown`.
     stopping: watch::Sender<bool>,
 }
@@ -48,7 +73,9 @@ impl Sidecar {
             registry: ArcSwap::from_pointee(Registry::default()),
             plugins: ArcSwap::from_pointee((Vec::new(), Vec::new())),
             extended: Mutex::new(BTreeMap::new()),
+            outbound_ready: watch::channel(false).0,
             ready: watch::channel(false).0,
+            subscriptions: ArcSwap::from_pointee(Vec::new()),
             stopping: watch::channel(false).0,
         })
     }
@@ -61,10 +88,18 @@ impl Sidecar {
         self.ready.send_replace(true);
     }
 
+    pub fn is_outbound_ready(&self) -> bool {
+        *self.outbound_ready.borrow()
+    }
+
+    pub fn set_outbound_ready(&self) {
+        self.outbound_ready.send_replace(true);
+    }
+
     /// Waits until every component is initialised, so a request that arrives during
     /// start-up is served rather than refused.
     pub async fn wait_ready(&self) {
-        let mut ready = self.ready.subscribe();
+        let mut ready = self.outbound_ready.subscribe();
         // The sender lives as long as `self`, so this only returns once ready.
         let _ = ready.wait_for(|ready| *ready).await;
     }

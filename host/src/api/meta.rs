@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::error::{empty, json_response, ApiError, Body};
 use super::query::Query;
 use crate::registry::{ComponentInfo, FailedComponent};
-use crate::sidecar::{PluginSummary, Sidecar, SkippedPlugin};
+use crate::sidecar::{PluginSummary, Sidecar, SkippedPlugin, SubscriptionInfo};
 
 /// `GET /v1.0/healthz` and `/v1.0/healthz/outbound`: 204 once every component is up.
 pub fn healthz(sidecar: &Sidecar, query: &Query, outbound: bool) -> Response<Body> {
@@ -23,7 +23,12 @@ pub fn healthz(sidecar: &Sidecar, query: &Query, outbound: bool) -> Response<Bod
             }
         }
     }
-    if sidecar.is_ready() {
+    let ready = if outbound {
+        sidecar.is_outbound_ready()
+    } else {
+        sidecar.is_ready()
+    };
+    if ready {
         return empty(StatusCode::NO_CONTENT);
     }
     let code = if outbound {
@@ -42,6 +47,8 @@ struct Metadata<'a> {
     enabled_features: [&'static str; 0],
     components: &'a [ComponentInfo],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    subscriptions: &'a [SubscriptionInfo],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     failed_components: &'a [FailedComponent],
     extended: std::collections::BTreeMap<String, String>,
     /// blockhost's own: the plugin directory as loaded.
@@ -55,6 +62,7 @@ struct Metadata<'a> {
 pub fn metadata(sidecar: &Sidecar) -> Response<Body> {
     let registry = sidecar.registry.load();
     let plugins = sidecar.plugins.load();
+    let subscriptions = sidecar.subscriptions.load();
     let mut extended = sidecar
         .extended
         .lock()
@@ -66,6 +74,7 @@ pub fn metadata(sidecar: &Sidecar) -> Response<Body> {
         runtime_version: crate::VERSION,
         enabled_features: [],
         components: &registry.components,
+        subscriptions: &subscriptions,
         failed_components: &registry.failed,
         extended,
         plugins: &plugins.0,

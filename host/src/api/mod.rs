@@ -2,8 +2,8 @@
 //! building block maps its block's errors to Dapr's codes.
 
 mod error;
-mod json;
 mod meta;
+mod pubsub;
 mod query;
 mod server;
 mod state;
@@ -58,6 +58,34 @@ pub async fn handle(sidecar: Arc<Sidecar>, request: Request<Incoming>) -> Respon
             _ => Ok(method_not_allowed(&[Method::PUT])),
         },
         ["v1.0", "shutdown"] => only(method, &[Method::POST], || Ok(meta::shutdown(&sidecar))),
+        ["v1.0" | "v1.0-alpha1", "publish", "bulk", name, topic @ ..] => {
+            let topic = topic.join("/");
+            publish_route(
+                &sidecar,
+                method,
+                name,
+                &topic,
+                &query,
+                &parts.headers,
+                body,
+                true,
+            )
+            .await
+        }
+        ["v1.0", "publish", name, topic @ ..] => {
+            let topic = topic.join("/");
+            publish_route(
+                &sidecar,
+                method,
+                name,
+                &topic,
+                &query,
+                &parts.headers,
+                body,
+                false,
+            )
+            .await
+        }
         ["v1.0", "state", store, rest @ ..] => {
             state_route(&sidecar, method, store, rest, &query, &parts.headers, body).await
         }
@@ -106,6 +134,32 @@ async fn state_route(
         (&Method::GET, _) => state::get(&store, &key, query).await,
         (&Method::DELETE, _) => state::delete(&store, &key, query, headers).await,
         _ => Ok(method_not_allowed(allowed)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish_route(
+    sidecar: &Sidecar,
+    method: &Method,
+    name: &str,
+    topic: &str,
+    query: &Query,
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    bulk: bool,
+) -> Result<Response<Body>, ApiError> {
+    let allowed = [Method::POST, Method::PUT];
+    if !allowed.contains(method) {
+        return Ok(method_not_allowed(&allowed));
+    }
+    sidecar.wait_ready().await;
+    let registry = sidecar.registry.load();
+    let pubsub = pubsub::find_pubsub(&registry, name, topic)?;
+    let body = read_body(body).await?;
+    if bulk {
+        pubsub::bulk_publish(&pubsub, &sidecar.app_id, topic, query, &body).await
+    } else {
+        pubsub::publish(&pubsub, &sidecar.app_id, topic, query, headers, &body).await
     }
 }
 

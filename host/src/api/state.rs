@@ -9,12 +9,12 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::error::{empty, json_response, ApiError, Body};
-use super::json::Object;
 use super::query::{merge_metadata, Query};
 use crate::blocks::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateError,
     StateStore, StoredItem,
 };
+use crate::json::Object;
 use crate::plugins::bindings::PluginError;
 use crate::registry::Registry;
 

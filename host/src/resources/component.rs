@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{duration, ResourceError, Source};
+use super::{duration, located, ResourceError, Source};
 
 /// Dapr's default `spec.initTimeout`.
 const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,11 +47,6 @@ pub enum MetadataValue {
     Plain(String),
     SecretKeyRef { name: String, key: String },
     EnvRef(String),
-}
-
-#[derive(Deserialize)]
-struct Header {
-    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -105,48 +100,10 @@ struct SecretKeyRef {
     key: String,
 }
 
-/// Parses one YAML document. Returns `None` for empty documents and for kinds this host
-/// does not act on (logged).
-pub(super) fn parse_document(
-    text: &str,
-    source: &Source,
-) -> Result<Option<Component>, ResourceError> {
-    let located = |err: serde_yaml::Error| {
-        let line = err
-            .location()
-            .map_or(source.line, |l| source.line + l.line() - 1);
-        let message = err.to_string();
-        ResourceError {
-            file: source.file.clone(),
-            line,
-            message: format!("invalid YAML: {message}"),
-        }
-    };
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(located)?;
-    if value.is_null() {
-        return Ok(None);
-    }
-    let header: Header = serde_yaml::from_value(value)
-        .map_err(|err| ResourceError::at(source, format!("not a Dapr resource: {err}")))?;
-    match header.kind.as_deref() {
-        Some("Component") => {}
-        Some(kind @ ("Subscription" | "Configuration" | "Resiliency" | "HTTPEndpoint")) => {
-            tracing::warn!(source = %source, "ignoring resource of kind {kind}: not supported yet");
-            return Ok(None);
-        }
-        Some(kind) => {
-            tracing::warn!(source = %source, "ignoring resource of unknown kind {kind}");
-            return Ok(None);
-        }
-        None => return Err(ResourceError::at(source, "the document has no `kind`")),
-    }
-    let doc: ComponentDoc = serde_yaml::from_str(text).map_err(|err| {
-        let mut error = located(err);
-        error.message = error
-            .message
-            .replace("invalid YAML: ", "invalid Component: ");
-        error
-    })?;
+/// Parses a document whose `kind` is `Component`.
+pub(super) fn parse(text: &str, source: &Source) -> Result<Component, ResourceError> {
+    let doc: ComponentDoc =
+        serde_yaml::from_str(text).map_err(|err| located(source, "invalid Component", &err))?;
     let name = doc.metadata.name;
     if name.trim().is_empty() {
         return Err(ResourceError::at(source, "metadata.name is empty"));
@@ -170,7 +127,7 @@ pub(super) fn parse_document(
         .into_iter()
         .map(|item| metadata_item(item, &name, source))
         .collect::<Result<_, _>>()?;
-    Ok(Some(Component {
+    Ok(Component {
         version: if spec.version.is_empty() {
             "v1".to_owned()
         } else {
@@ -184,7 +141,7 @@ pub(super) fn parse_document(
         secret_store: doc.auth.and_then(|a| a.secret_store),
         source: source.clone(),
         name,
-    }))
+    })
 }
 
 fn metadata_item(
@@ -249,7 +206,7 @@ mod tests {
             value: localhost:6379\n  - name: db\n    value: 3\n  - name: password\n    \
             secretKeyRef:\n      name: redis\n  - name: flag\n    envRef: FLAG\n\
             scopes: [a, b]\n";
-        let c = parse_document(text, &source()).unwrap().unwrap();
+        let c = parse(text, &source()).unwrap();
         assert_eq!(c.name, "store");
         assert_eq!(c.category(), "state");
         assert_eq!(c.init_timeout, Duration::from_secs(60));
@@ -268,14 +225,16 @@ mod tests {
 
     #[test]
     fn errors_are_placed_in_the_file() {
-        let err = parse_document(
+        let err = parse(
             "kind: Component\nmetadata:\n  name: x\nspec: {}\n",
             &source(),
         )
         .unwrap_err();
         assert_eq!(err.line, 13, "{err}");
         assert!(err.message.contains("type"), "{err}");
-        let err = parse_document("kind: Component\n  bad: [\n", &source()).unwrap_err();
+        let err = super::super::parse_document("kind: Component\n  bad: [\n", &source())
+            .err()
+            .unwrap();
         assert!(err.line >= 10, "{err}");
     }
 }

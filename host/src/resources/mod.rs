@@ -3,11 +3,13 @@
 
 mod component;
 pub mod duration;
+mod subscription;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use component::{Component, MetadataItem, MetadataValue};
+pub use subscription::DeclaredSubscription;
 
 /// Where a resource came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,7 @@ impl ResourceError {
 #[derive(Debug, Default)]
 pub struct Resources {
     pub components: Vec<Component>,
+    pub subscriptions: Vec<DeclaredSubscription>,
 }
 
 /// Reads every `*.yaml` / `*.yml` directly inside each directory (not recursively, as
@@ -80,11 +83,64 @@ fn load_file(file: &Path, resources: &mut Resources) -> Result<(), ResourceError
             file: file.to_owned(),
             line,
         };
-        if let Some(component) = component::parse_document(document, &source)? {
-            resources.components.push(component);
+        match parse_document(document, &source)? {
+            Some(Resource::Component(component)) => resources.components.push(component),
+            Some(Resource::Subscription(subscription)) => {
+                resources.subscriptions.push(subscription);
+            }
+            None => {}
         }
     }
     Ok(())
+}
+
+enum Resource {
+    Component(Component),
+    Subscription(DeclaredSubscription),
+}
+
+#[derive(serde::Deserialize)]
+struct Header {
+    kind: Option<String>,
+}
+
+/// Places a YAML error in the file.
+fn located(source: &Source, what: &str, err: &serde_yaml::Error) -> ResourceError {
+    let line = err
+        .location()
+        .map_or(source.line, |l| source.line + l.line() - 1);
+    ResourceError {
+        file: source.file.clone(),
+        line,
+        message: format!("{what}: {err}"),
+    }
+}
+
+/// Parses one YAML document. Returns `None` for empty documents and for kinds this host
+/// does not act on (logged).
+fn parse_document(text: &str, source: &Source) -> Result<Option<Resource>, ResourceError> {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|err| located(source, "invalid YAML", &err))?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    let header: Header = serde_yaml::from_value(value)
+        .map_err(|err| ResourceError::at(source, format!("not a Dapr resource: {err}")))?;
+    match header.kind.as_deref() {
+        Some("Component") => Ok(Some(Resource::Component(component::parse(text, source)?))),
+        Some("Subscription") => Ok(Some(Resource::Subscription(subscription::parse(
+            text, source,
+        )?))),
+        Some(kind @ ("Configuration" | "Resiliency" | "HTTPEndpoint")) => {
+            tracing::warn!(source = %source, "ignoring resource of kind {kind}: not supported yet");
+            Ok(None)
+        }
+        Some(kind) => {
+            tracing::warn!(source = %source, "ignoring resource of unknown kind {kind}");
+            Ok(None)
+        }
+        None => Err(ResourceError::at(source, "the document has no `kind`")),
+    }
 }
 
 /// Splits a multi-document YAML stream on `---` lines, returning each document with the

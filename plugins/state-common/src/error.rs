@@ -1,6 +1,6 @@
 use std::fmt;
 
-/// Mirrors the WIT `error` variant so this crate stays free of generated types.
+/// Mirrors the WIT `error` variant so the semantics modules stay free of generated types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateError {
     NotFound,

@@ -4,13 +4,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use state_common::bindings::exports::blockhost::plugin::state_store::StoredItem;
 use state_common::{
     apply, format_rfc3339, is_expired, Metadata, Op, Staged, StateError, Table, Upsert,
     TTL_EXPIRE_TIME,
 };
 use uuid::Uuid;
-
-use crate::bindings::exports::blockhost::plugin::state_store::StoredItem;
 
 /// Keys nobody reads again would keep their memory forever under lazy expiry alone; sweeping
 /// once per `max(len, SWEEP_MIN)` writes bounds that at O(1) amortised per write.

@@ -6,12 +6,11 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use state_common::bindings::blockhost::plugin::log::{log, Level};
+use state_common::bindings::exports::blockhost::plugin::state_store::StoredItem;
 use state_common::{
     apply, format_rfc3339, is_expired, Metadata, Op, StateError, Table, Upsert, TTL_EXPIRE_TIME,
 };
-
-use crate::bindings::blockhost::plugin::log::{log, Level};
-use crate::bindings::exports::blockhost::plugin::state_store::StoredItem;
 
 pub const FILE_NAME: &str = "state.redb";
 

@@ -6,9 +6,9 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
+use state_common::bindings::blockhost::plugin::log::{log, Level};
 use state_common::StateError;
 
-use crate::bindings::blockhost::plugin::log::{log, Level};
 use crate::config::{Config, REDIS_HOST};
 use crate::link::{Link, OpenError};
 

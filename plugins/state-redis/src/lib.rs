@@ -4,37 +4,25 @@
 //!
 //! Each instance owns one connection; the host runs a pool of instances per component.
 
-// The generated ABI glue is unsafe by nature; the workspace denies `unsafe_code` everywhere
-// else, so it is confined to this module (and so is `export!`, which expands to more of it).
-#[allow(unsafe_code)]
-mod bindings {
-    wit_bindgen::generate!({ world: "state-plugin", path: "../../wit" });
-    use super::Redis;
-    export!(Redis);
-}
-
 mod client;
 mod config;
 mod duration;
-mod glue;
 mod link;
 mod store;
 
 use std::cell::RefCell;
 
-use bindings::blockhost::plugin::log::{log, Level};
-use bindings::exports::blockhost::plugin::lifecycle::{self, PluginInfo};
-use bindings::exports::blockhost::plugin::state_store::{
-    self, BulkGetItem, DeleteRequest, Error, GetRequest, Metadata, Operation, SetRequest,
-    StoredItem,
-};
-use state_common::{Op, StateError};
+use state_common::bindings::blockhost::plugin::log::{log, Level};
+use state_common::bindings::exports::blockhost::plugin::lifecycle::{self, Error, PluginInfo};
+use state_common::{Backend, Metadata, Op, ReadResult, StateError};
 
 use client::Client;
 use config::{Config, REDIS_HOST};
 use store::Store;
 
 struct Redis;
+
+state_common::export!(Redis);
 
 thread_local! {
     static STORE: RefCell<Option<Store>> = const { RefCell::new(None) };
@@ -53,8 +41,8 @@ impl lifecycle::Guest for Redis {
         }
     }
 
-    fn init(metadata: Metadata) -> Result<(), Error> {
-        let config = Config::parse(&metadata).map_err(glue::to_wit)?;
+    fn init(metadata: lifecycle::Metadata) -> Result<(), Error> {
+        let config = Config::parse(&metadata)?;
         if !config.ignored.is_empty() {
             log(
                 Level::Info,
@@ -65,7 +53,7 @@ impl lifecycle::Guest for Redis {
             );
         }
         let (addr, default_ttl) = (config.addr, config.default_ttl);
-        let client = Client::connect(config).map_err(glue::to_wit)?;
+        let client = Client::connect(config)?;
         log(Level::Debug, &format!("state.redis connected to {addr}"));
         STORE.set(Some(Store::new(client, default_ttl)));
         Ok(())
@@ -77,71 +65,21 @@ impl lifecycle::Guest for Redis {
     }
 }
 
-impl state_store::Guest for Redis {
-    fn get(request: GetRequest) -> Result<Option<StoredItem>, Error> {
-        let mut items = with_store(|s| s.read(&[request.key.as_str()]))?;
-        match items.pop() {
-            Some(item) => item.map_err(Error::Internal),
-            None => Ok(None),
-        }
+impl Backend for Redis {
+    fn read(keys: &[&str]) -> Result<Vec<ReadResult>, StateError> {
+        with_store(|s| s.read(keys))
     }
 
-    fn set(request: SetRequest) -> Result<(), Error> {
-        write(&[glue::upsert(&request)], &[])
-    }
-
-    fn delete(request: DeleteRequest) -> Result<(), Error> {
-        write(&[glue::remove(&request)], &[])
-    }
-
-    fn bulk_get(requests: Vec<GetRequest>) -> Result<Vec<BulkGetItem>, Error> {
-        let keys: Vec<&str> = requests.iter().map(|r| r.key.as_str()).collect();
-        let items = with_store(|s| s.read(&keys))?;
-        Ok(requests
-            .into_iter()
-            .zip(items)
-            .map(|(r, item)| match item {
-                Ok(item) => BulkGetItem {
-                    key: r.key,
-                    item,
-                    error: None,
-                },
-                Err(error) => BulkGetItem {
-                    key: r.key,
-                    item: None,
-                    error: Some(error),
-                },
-            })
-            .collect())
-    }
-
-    fn bulk_set(requests: Vec<SetRequest>) -> Result<(), Error> {
-        let ops: Vec<Op<'_>> = requests.iter().map(glue::upsert).collect();
-        write(&ops, &[])
-    }
-
-    fn bulk_delete(requests: Vec<DeleteRequest>) -> Result<(), Error> {
-        let ops: Vec<Op<'_>> = requests.iter().map(glue::remove).collect();
-        write(&ops, &[])
-    }
-
-    fn transact(operations: Vec<Operation>, metadata: Metadata) -> Result<(), Error> {
-        let ops: Vec<Op<'_>> = operations.iter().map(glue::operation).collect();
-        write(&ops, &metadata)
+    fn write(ops: &[Op<'_>], batch_metadata: &Metadata) -> Result<(), StateError> {
+        with_store(|s| s.write(ops, batch_metadata))
     }
 }
 
-fn write(ops: &[Op<'_>], batch_metadata: &[(String, String)]) -> Result<(), Error> {
-    with_store(|s| s.write(ops, batch_metadata))
-}
-
-fn with_store<T>(f: impl FnOnce(&mut Store) -> Result<T, StateError>) -> Result<T, Error> {
-    STORE
-        .with_borrow_mut(|store| match store {
-            Some(store) => f(store),
-            None => Err(StateError::Internal(
-                "state.redis was called before a successful init".into(),
-            )),
-        })
-        .map_err(glue::to_wit)
+fn with_store<T>(f: impl FnOnce(&mut Store) -> Result<T, StateError>) -> Result<T, StateError> {
+    STORE.with_borrow_mut(|store| match store {
+        Some(store) => f(store),
+        None => Err(StateError::Internal(
+            "state.redis was called before a successful init".into(),
+        )),
+    })
 }

@@ -3,12 +3,12 @@
 //! transaction, is one run of `write.lua`, which checks all ETags before it changes anything.
 
 use redis::{Script, Value};
+use state_common::bindings::exports::blockhost::plugin::state_store::StoredItem;
 use state_common::{
     format_rfc3339, lookup, now_unix_ms, parse_ttl, requested_etag, Concurrency, Metadata, Op,
-    StateError, TTL_EXPIRE_TIME, TTL_IN_SECONDS,
+    ReadResult, StateError, TTL_EXPIRE_TIME, TTL_IN_SECONDS,
 };
 
-use crate::bindings::exports::blockhost::plugin::state_store::StoredItem;
 use crate::client::{Client, Retry};
 use crate::config::Ttl;
 
@@ -17,9 +17,6 @@ pub struct Store {
     script: Script,
     default_ttl: Option<Ttl>,
 }
-
-/// One key's answer in a bulk read: its item (`None` if missing) or why it could not be read.
-pub type ReadResult = Result<Option<StoredItem>, String>;
 
 impl Store {
     pub fn new(client: Client, default_ttl: Option<Ttl>) -> Self {

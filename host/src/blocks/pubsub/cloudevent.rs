@@ -105,13 +105,20 @@ pub fn envelope(body: &[u8], publish: &Publish<'_>) -> Result<Vec<u8>, EnvelopeE
         };
         (Some(data), None)
     } else if essence == "application/octet-stream" {
-        (None, Some(base64::engine::general_purpose::STANDARD.encode(body)))
+        (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(body)),
+        )
     } else {
         (Some(Data::Text(String::from_utf8_lossy(body))), None)
     };
     let source = publish
         .override_of("source")
-        .unwrap_or(if publish.app_id.is_empty() { DEFAULT_SOURCE } else { publish.app_id });
+        .unwrap_or(if publish.app_id.is_empty() {
+            DEFAULT_SOURCE
+        } else {
+            publish.app_id
+        });
     let envelope = Envelope {
         id: publish
             .override_of("id")
@@ -127,7 +134,9 @@ pub fn envelope(body: &[u8], publish: &Publish<'_>) -> Result<Vec<u8>, EnvelopeE
         tracestate: publish.override_of("tracestate").unwrap_or_default(),
         time: rfc3339(SystemTime::now()),
         subject: publish.override_of("subject"),
-        expiration: publish.expires_in.map(|ttl| rfc3339(SystemTime::now() + ttl)),
+        expiration: publish
+            .expires_in
+            .map(|ttl| rfc3339(SystemTime::now() + ttl)),
         data,
         data_base64,
     };
@@ -182,7 +191,10 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn publish<'a>(content_type: Option<&'a str>, overrides: &'a [(String, String)]) -> Publish<'a> {
+    fn publish<'a>(
+        content_type: Option<&'a str>,
+        overrides: &'a [(String, String)],
+    ) -> Publish<'a> {
         Publish {
             app_id: "checkout",
             pubsub: "pubsub",
@@ -202,7 +214,10 @@ mod tests {
         let body = br#"{"amount": 12345678901234567890}"#;
         let event = envelope(body, &publish(Some("application/json; charset=utf-8"), &[])).unwrap();
         let text = String::from_utf8(event.clone()).unwrap();
-        assert!(text.contains(r#""data":{"amount": 12345678901234567890}"#), "{text}");
+        assert!(
+            text.contains(r#""data":{"amount": 12345678901234567890}"#),
+            "{text}"
+        );
         let event = parse(&event);
         assert_eq!(event["source"], "checkout");
         assert_eq!(event["type"], DEFAULT_TYPE);
@@ -219,9 +234,11 @@ mod tests {
         let event = parse(&envelope(b"hello", &publish(None, &[])).unwrap());
         assert_eq!(event["data"], "hello");
         assert_eq!(event["datacontenttype"], "text/plain");
-        let event = parse(&envelope(&[0, 255], &publish(Some("application/octet-stream"), &[])).unwrap());
+        let event =
+            parse(&envelope(&[0, 255], &publish(Some("application/octet-stream"), &[])).unwrap());
         assert_eq!(event["data_base64"], "AP8=");
-        let event = parse(&envelope(b"{not json", &publish(Some("application/json"), &[])).unwrap());
+        let event =
+            parse(&envelope(b"{not json", &publish(Some("application/json"), &[])).unwrap());
         assert_eq!(event["data"], "{not json");
     }
 

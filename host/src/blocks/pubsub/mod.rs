@@ -16,6 +16,15 @@ use crate::plugins::pool::{CallError, Instance, Pool};
 
 pub use wit::{BulkEntry, BulkFailure, IncomingMessage, Outcome, OutgoingMessage};
 
+/// Go's `strconv.ParseBool`, which daprd uses for flags such as `rawPayload`.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PubSubError {
     #[error("{}", describe_error(.0))]
@@ -33,16 +42,48 @@ pub struct PubSub {
     features: Vec<String>,
     /// Wakes subscribers that share the component's one instance after each publish.
     published: Arc<Notify>,
+    delivery_concurrency: usize,
 }
 
+/// daprd's default number of parallel deliveries per subscription.
+const DEFAULT_CONCURRENCY: usize = 10;
+
 impl PubSub {
-    pub fn new(name: String, pool: Arc<Pool<PubsubPlugin>>, features: Vec<String>) -> Self {
+    /// `metadata` is the component's: `concurrency` / `maxConcurrentHandlers` bound the
+    /// parallel deliveries of each subscription, and RabbitMQ's `concurrencyMode: single`
+    /// makes them serial.
+    pub fn new(
+        name: String,
+        pool: Arc<Pool<PubsubPlugin>>,
+        features: Vec<String>,
+        metadata: &[(String, String)],
+    ) -> Self {
+        let value = |key: &str| {
+            metadata
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let delivery_concurrency = if value("concurrencyMode") == Some("single") {
+            1
+        } else {
+            value("concurrency")
+                .or_else(|| value("maxConcurrentHandlers"))
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_CONCURRENCY)
+        };
         Self {
             name,
             pool,
             features,
             published: Arc::new(Notify::new()),
+            delivery_concurrency,
         }
+    }
+
+    pub fn delivery_concurrency(&self) -> usize {
+        self.delivery_concurrency
     }
 
     pub fn name(&self) -> &str {
@@ -268,7 +309,9 @@ where
                     return Ok(Err(None));
                 }
                 let subscription = i.bindings.blockhost_plugin_pubsub().subscription();
-                Ok(work(subscription, &mut i.store, handle).await?.map_err(Some))
+                Ok(work(subscription, &mut i.store, handle)
+                    .await?
+                    .map_err(Some))
             })
         })
         .await?;

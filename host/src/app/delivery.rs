@@ -1,0 +1,379 @@
+//! The subscriber loop: pull from the plugin, deliver to the app's route, acknowledge only
+//! after the app's answer (reference §2.3). Deliveries run in parallel up to the
+//! component's concurrency; retries back off; exhausted messages go to the dead-letter topic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::channel::AppChannel;
+use super::subscription::SubscriptionSpec;
+use crate::blocks::pubsub::cloudevent::CLOUDEVENTS_JSON;
+use crate::blocks::pubsub::{
+    parse_bool, IncomingMessage, Outcome, OutgoingMessage, PubSub, PubSubError,
+};
+
+/// How deliveries are retried before a message counts as failed.
+#[derive(Debug, Clone)]
+pub struct DeliveryPolicy {
+    pub concurrency: usize,
+    pub retries: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    pub app_timeout: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            concurrency: 10,
+            retries: 5,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(3),
+            app_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How long `next` may wait when nothing is in flight; with deliveries in flight it
+/// returns sooner, so their acks are not held up.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+const BUSY_WAIT: Duration = Duration::from_millis(20);
+
+/// What the app's answer (or its silence) means for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Success,
+    Retry,
+    Drop,
+}
+
+pub struct Subscriber {
+    pub spec: SubscriptionSpec,
+    pub pubsub: Arc<PubSub>,
+    pub channel: Arc<AppChannel>,
+    pub policy: DeliveryPolicy,
+}
+
+impl Subscriber {
+    /// Runs until `stop` turns true, then finishes the deliveries in flight and returns.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let mut backoff = this.policy.first_backoff;
+        while !*stop.borrow() {
+            match this
+                .pubsub
+                .subscribe(&this.spec.topic, this.spec.metadata.clone())
+                .await
+            {
+                Ok(subscription) => {
+                    tracing::info!(
+                        component = this.pubsub.name(),
+                        topic = %this.spec.topic,
+                        "subscribed"
+                    );
+                    backoff = this.policy.first_backoff;
+                    if Arc::clone(&this).pump(subscription, &mut stop).await {
+                        return;
+                    }
+                }
+                Err(err) => tracing::warn!(
+                    component = this.pubsub.name(),
+                    topic = %this.spec.topic,
+                    "cannot subscribe, trying again in {backoff:?}: {err}"
+                ),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => {}
+            }
+            backoff = (backoff * 2).min(this.policy.max_backoff);
+        }
+    }
+
+    /// Pulls and delivers until stopped (returns true) or the subscription breaks (false).
+    async fn pump(
+        self: Arc<Self>,
+        mut subscription: crate::blocks::pubsub::Subscription,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let (done_tx, mut done) = mpsc::unbounded_channel::<(String, Outcome)>();
+        let mut in_flight = 0usize;
+        let stopped = loop {
+            while let Ok((id, outcome)) = done.try_recv() {
+                in_flight -= 1;
+                self.ack(&mut subscription, id, outcome).await;
+            }
+            if *stop.borrow() {
+                break true;
+            }
+            let room = self.policy.concurrency.saturating_sub(in_flight);
+            if room == 0 {
+                tokio::select! {
+                    Some((id, outcome)) = done.recv() => {
+                        in_flight -= 1;
+                        self.ack(&mut subscription, id, outcome).await;
+                    }
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let wait = if in_flight > 0 { BUSY_WAIT } else { IDLE_WAIT };
+            let max = u32::try_from(room).unwrap_or(u32::MAX);
+            match subscription.next(max, wait).await {
+                Ok(messages) => {
+                    for message in messages {
+                        in_flight += 1;
+                        let this = Arc::clone(&self);
+                        let done = done_tx.clone();
+                        let stop = stop.clone();
+                        tokio::spawn(async move {
+                            let id = message.id.clone();
+                            let outcome = this.handle(message, stop).await;
+                            let _ = done.send((id, outcome));
+                        });
+                    }
+                }
+                Err(PubSubError::Lost) => break false,
+                Err(err) => {
+                    tracing::warn!(
+                        component = self.pubsub.name(),
+                        topic = %self.spec.topic,
+                        "pulling messages failed: {err}"
+                    );
+                    break false;
+                }
+            }
+        };
+        // Finish what was handed to the app; anything not acked is redelivered by the broker.
+        while in_flight > 0 {
+            match done.recv().await {
+                Some((id, outcome)) => {
+                    in_flight -= 1;
+                    self.ack(&mut subscription, id, outcome).await;
+                }
+                None => break,
+            }
+        }
+        stopped
+    }
+
+    async fn ack(
+        &self,
+        subscription: &mut crate::blocks::pubsub::Subscription,
+        id: String,
+        outcome: Outcome,
+    ) {
+        if let Err(err) = subscription.ack(id.clone(), outcome).await {
+            tracing::warn!(
+                component = self.pubsub.name(),
+                topic = %self.spec.topic,
+                message_id = %id,
+                "acknowledging a message failed (the broker will deliver it again): {err}"
+            );
+        }
+    }
+
+    /// Delivers one message with retries and decides its outcome for the broker.
+    async fn handle(&self, message: IncomingMessage, stop: watch::Receiver<bool>) -> Outcome {
+        let raw = self
+            .spec
+            .metadata_value("rawPayload")
+            .and_then(parse_bool)
+            .unwrap_or(false);
+        let body = if raw {
+            wrap_raw(&message, &self.spec)
+        } else {
+            message.data.clone()
+        };
+        let event: Value = match serde_json::from_slice(&body) {
+            Ok(event) => event,
+            Err(err) => {
+                return self
+                    .give_up(&message, &format!("the message is not a CloudEvent: {err}"))
+                    .await
+            }
+        };
+        if is_expired(&event) {
+            return self.give_up(&message, "the message expired").await;
+        }
+        let Some(path) = self.spec.route(&event) else {
+            return self.give_up(&message, "no route matches the message").await;
+        };
+        let headers = delivery_headers(&message, &event, self.pubsub.name());
+        let body = Bytes::from(body);
+        let mut backoff = self.policy.first_backoff;
+        for attempt in 0..=self.policy.retries {
+            let verdict = self.deliver_once(path, &headers, body.clone()).await;
+            match verdict {
+                Verdict::Success => return Outcome::Success,
+                Verdict::Drop => return self.give_up(&message, "the app dropped it").await,
+                Verdict::Retry if attempt == self.policy.retries => break,
+                Verdict::Retry => {}
+            }
+            if *stop.borrow() {
+                // Shutting down: hand it back to the broker rather than retry here.
+                return Outcome::Retry;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.policy.max_backoff);
+        }
+        self.give_up(&message, "the app did not accept it after every retry")
+            .await
+    }
+
+    async fn deliver_once(&self, path: &str, headers: &[(String, String)], body: Bytes) -> Verdict {
+        let answer = self
+            .channel
+            .call(
+                Method::POST,
+                path,
+                Some(CLOUDEVENTS_JSON),
+                headers,
+                body,
+                self.policy.app_timeout,
+            )
+            .await;
+        match answer {
+            Ok(response) => verdict(response.status, &response.body),
+            Err(err) => {
+                tracing::debug!(topic = %self.spec.topic, "delivery failed: {err}");
+                Verdict::Retry
+            }
+        }
+    }
+
+    /// A message the app will not take: to the dead-letter topic if there is one,
+    /// otherwise dropped with a warning.
+    async fn give_up(&self, message: &IncomingMessage, reason: &str) -> Outcome {
+        let Some(dead_letter) = &self.spec.dead_letter_topic else {
+            tracing::warn!(
+                component = self.pubsub.name(),
+                topic = %self.spec.topic,
+                message_id = %message.id,
+                "message dropped: {reason}"
+            );
+            return Outcome::Drop;
+        };
+        let forward = OutgoingMessage {
+            topic: dead_letter.clone(),
+            data: message.data.clone(),
+            content_type: message.content_type.clone(),
+            metadata: message.metadata.clone(),
+        };
+        match self.pubsub.publish(forward).await {
+            Ok(()) => {
+                tracing::info!(
+                    component = self.pubsub.name(),
+                    topic = %self.spec.topic,
+                    dead_letter_topic = %dead_letter,
+                    "message sent to the dead-letter topic: {reason}"
+                );
+                Outcome::Success
+            }
+            Err(err) => {
+                tracing::warn!(
+                    component = self.pubsub.name(),
+                    topic = %self.spec.topic,
+                    "cannot forward to the dead-letter topic {dead_letter}, the broker keeps the message: {err}"
+                );
+                Outcome::Retry
+            }
+        }
+    }
+}
+
+/// daprd's reading of the app's answer.
+fn verdict(status: StatusCode, body: &[u8]) -> Verdict {
+    if status == StatusCode::NOT_FOUND {
+        return Verdict::Drop;
+    }
+    if !status.is_success() {
+        return Verdict::Retry;
+    }
+    let answer: Option<Value> = serde_json::from_slice(body).ok();
+    let status_field = answer
+        .as_ref()
+        .and_then(|a| a.as_object())
+        .and_then(|object| {
+            object
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("status"))
+                .map(|(_, v)| v)
+        });
+    match status_field.and_then(Value::as_str) {
+        None | Some("") => Verdict::Success,
+        Some(s) if s.eq_ignore_ascii_case("SUCCESS") => Verdict::Success,
+        Some(s) if s.eq_ignore_ascii_case("DROP") => Verdict::Drop,
+        Some(_) => Verdict::Retry,
+    }
+}
+
+fn is_expired(event: &Value) -> bool {
+    event
+        .get("expiration")
+        .and_then(Value::as_str)
+        .and_then(|text| humantime::parse_rfc3339_weak(text).ok())
+        .is_some_and(|at| at < std::time::SystemTime::now())
+}
+
+/// Broker metadata becomes request headers, plus the component name and the trace context.
+fn delivery_headers(
+    message: &IncomingMessage,
+    event: &Value,
+    pubsub: &str,
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = message.metadata.clone();
+    headers.push(("pubsubName".to_owned(), pubsub.to_owned()));
+    let trace = event
+        .get("traceparent")
+        .or_else(|| event.get("traceid"))
+        .and_then(Value::as_str);
+    if let Some(trace) = trace {
+        headers.push(("traceparent".to_owned(), trace.to_owned()));
+    }
+    headers
+}
+
+/// A raw-payload subscription gets the broker's bytes in a fresh envelope.
+fn wrap_raw(message: &IncomingMessage, spec: &SubscriptionSpec) -> Vec<u8> {
+    let event = serde_json::json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "specversion": "1.0",
+        "datacontenttype": "application/octet-stream",
+        "source": "Dapr",
+        "type": "com.dapr.event.sent",
+        "topic": spec.topic,
+        "pubsubname": spec.pubsub,
+        "data_base64": base64::engine::general_purpose::STANDARD.encode(&message.data),
+    });
+    event.to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{verdict, Verdict};
+    use hyper::StatusCode;
+
+    #[test]
+    fn app_answers_are_read_as_daprd_reads_them() {
+        let ok = StatusCode::OK;
+        assert_eq!(verdict(ok, b""), Verdict::Success);
+        assert_eq!(verdict(ok, b"not json"), Verdict::Success);
+        assert_eq!(verdict(ok, br#"{"status":"SUCCESS"}"#), Verdict::Success);
+        assert_eq!(verdict(ok, br#"{"status":""}"#), Verdict::Success);
+        assert_eq!(verdict(ok, br#"{"status":"RETRY"}"#), Verdict::Retry);
+        assert_eq!(verdict(ok, br#"{"status":"DROP"}"#), Verdict::Drop);
+        assert_eq!(verdict(ok, br#"{"status":"weird"}"#), Verdict::Retry);
+        assert_eq!(verdict(StatusCode::NOT_FOUND, b""), Verdict::Drop);
+        assert_eq!(
+            verdict(StatusCode::INTERNAL_SERVER_ERROR, b""),
+            Verdict::Retry
+        );
+    }
+}
