@@ -59,13 +59,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sidecar.registry.store(Arc::clone(&registry));
         sidecar.set_outbound_ready();
         let specs = subscriptions(&args, &sidecar, declared).await;
-        start_subscribers(
+        let first_attempts = start_subscribers(
             &registry,
             &sidecar,
             specs,
             &subscribers_stop,
             &mut subscribers,
         );
+        // Ready only once every subscription is open (or failed once): a publish that
+        // follows a healthy /v1.0/healthz must reach the app, as with daprd.
+        for attempt in first_attempts {
+            let _ = attempt.await;
+        }
         sidecar.set_ready();
         tracing::info!(elapsed = ?started.elapsed(), "blockhost is ready");
         anyhow::Ok(())
@@ -164,8 +169,9 @@ fn start_subscribers(
     specs: Vec<(SubscriptionSpec, Arc<AppChannel>)>,
     stop: &watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
-) {
+) -> Vec<tokio::sync::oneshot::Receiver<()>> {
     let mut shown = Vec::new();
+    let mut first_attempts = Vec::new();
     for (spec, channel) in specs {
         let Some(pubsub) = registry.pubsub.get(&spec.pubsub) else {
             tracing::warn!(
@@ -198,9 +204,12 @@ fn start_subscribers(
             channel,
             spec,
         };
-        tasks.spawn(subscriber.run(stop.clone()));
+        let (first_attempt, attempted) = tokio::sync::oneshot::channel();
+        first_attempts.push(attempted);
+        tasks.spawn(subscriber.run(stop.clone(), first_attempt));
     }
     sidecar.subscriptions.store(Arc::new(shown));
+    first_attempts
 }
 
 async fn load(

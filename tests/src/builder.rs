@@ -148,6 +148,14 @@ impl SidecarBuilder {
         self
     }
 
+    /// `--app-port <port>`: the sidecar delivers to (and reads subscriptions from) the app
+    /// listening there, e.g. a [`crate::app::TestApp`].
+    pub fn app_port(mut self, port: u16) -> Self {
+        self.args
+            .extend(["--app-port".to_owned(), port.to_string()]);
+        self
+    }
+
     /// Passes extra flags to `blockhost run`, after the ones the builder sets (e.g.
     /// `&["--plugin-call-timeout", "1s"]`).
     pub fn args(mut self, args: &[&str]) -> Self {

@@ -11,6 +11,10 @@
 //!   state routes; [`Component`] writes resource YAML; [`metadata`] reads `/v1.0/metadata`.
 //! - [`redis::RedisServer`]: a real `redis-server` on a free port, for `state.redis` and direct
 //!   checks; [`StoreKind::Redis`] stores get one each.
+//! - [`app::TestApp`]: a stand-in app on a free port (`/dapr/subscribe`, recorded deliveries,
+//!   answer policies); [`pubsub`]: pub/sub plugins, their brokers, the publish routes;
+//!   [`pubsub_conformance`]: the pub/sub suite, instantiated per plugin with
+//!   [`pubsub_conformance_suite!`] and [`pubsub_durability_suite!`].
 //! - [`conformance`]: the state store suite, instantiated per plugin with
 //!   [`state_conformance_suite!`].
 //!
@@ -18,6 +22,7 @@
 //! else from what `cargo xtask test` builds under `target/` (see [`paths`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod app;
 pub mod builder;
 pub mod conformance;
 pub mod http;
@@ -25,6 +30,9 @@ pub mod logs;
 pub mod metadata;
 pub mod paths;
 pub mod ports;
+pub mod pubsub;
+pub mod pubsub_conformance;
+pub mod rabbitmq;
 pub mod redis;
 pub mod resources;
 pub mod sidecar;

@@ -58,33 +58,16 @@ pub async fn handle(sidecar: Arc<Sidecar>, request: Request<Incoming>) -> Respon
             _ => Ok(method_not_allowed(&[Method::PUT])),
         },
         ["v1.0", "shutdown"] => only(method, &[Method::POST], || Ok(meta::shutdown(&sidecar))),
-        ["v1.0" | "v1.0-alpha1", "publish", "bulk", name, topic @ ..] => {
+        ["v1.0" | "v1.0-alpha1", "publish", "bulk", name, topic @ ..]
+        | ["v1.0", "publish", name, topic @ ..] => {
+            let bulk = segments.get(2) == Some(&"bulk") && segments.get(3) == Some(name);
             let topic = topic.join("/");
-            publish_route(
-                &sidecar,
-                method,
+            let target = PublishTarget {
                 name,
-                &topic,
-                &query,
-                &parts.headers,
-                body,
-                true,
-            )
-            .await
-        }
-        ["v1.0", "publish", name, topic @ ..] => {
-            let topic = topic.join("/");
-            publish_route(
-                &sidecar,
-                method,
-                name,
-                &topic,
-                &query,
-                &parts.headers,
-                body,
-                false,
-            )
-            .await
+                topic: &topic,
+                bulk,
+            };
+            publish_route(&sidecar, method, target, &query, &parts.headers, body).await
         }
         ["v1.0", "state", store, rest @ ..] => {
             state_route(&sidecar, method, store, rest, &query, &parts.headers, body).await
@@ -137,16 +120,20 @@ async fn state_route(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `/publish/{pubsub}/{topic}` or `/publish/bulk/{pubsub}/{topic}`.
+struct PublishTarget<'a> {
+    name: &'a str,
+    topic: &'a str,
+    bulk: bool,
+}
+
 async fn publish_route(
     sidecar: &Sidecar,
     method: &Method,
-    name: &str,
-    topic: &str,
+    target: PublishTarget<'_>,
     query: &Query,
     headers: &hyper::HeaderMap,
     body: Incoming,
-    bulk: bool,
 ) -> Result<Response<Body>, ApiError> {
     let allowed = [Method::POST, Method::PUT];
     if !allowed.contains(method) {
@@ -154,12 +141,13 @@ async fn publish_route(
     }
     sidecar.wait_ready().await;
     let registry = sidecar.registry.load();
-    let pubsub = pubsub::find_pubsub(&registry, name, topic)?;
+    let pubsub = pubsub::find_pubsub(&registry, target.name, target.topic)?;
     let body = read_body(body).await?;
-    if bulk {
-        pubsub::bulk_publish(&pubsub, &sidecar.app_id, topic, query, &body).await
+    let (app_id, topic) = (&sidecar.app_id, target.topic);
+    if target.bulk {
+        pubsub::bulk_publish(&pubsub, app_id, topic, query, &body).await
     } else {
-        pubsub::publish(&pubsub, &sidecar.app_id, topic, query, headers, &body).await
+        pubsub::publish(&pubsub, app_id, topic, query, headers, &body).await
     }
 }
 

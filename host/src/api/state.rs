@@ -145,9 +145,7 @@ pub async fn bulk_get(
     query: &Query,
     body: &Bytes,
 ) -> Result<Response<Body>, ApiError> {
-    let raw: &RawValue = serde_json::from_slice(body)
-        .map_err(|err| ApiError::malformed(format!("failed to decode the request body: {err}")))?;
-    let request = Object::parse(raw).map_err(ApiError::malformed)?;
+    let request = body_object(body)?;
     let keys: Vec<String> = request
         .array("keys")
         .map_err(ApiError::malformed)?
@@ -266,9 +264,7 @@ pub async fn transaction(
     query: &Query,
     body: &Bytes,
 ) -> Result<Response<Body>, ApiError> {
-    let raw: &RawValue = serde_json::from_slice(body)
-        .map_err(|err| ApiError::malformed(format!("failed to decode the request body: {err}")))?;
-    let request = Object::parse(raw).map_err(ApiError::malformed)?;
+    let request = body_object(body)?;
     let mut metadata = request
         .string_map("metadata")
         .map_err(ApiError::malformed)?;
@@ -309,6 +305,13 @@ pub async fn transaction(
         .await
         .map_err(|err| store_error(Op::Transaction, store.name(), err))?;
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// A request body that must be one JSON object.
+fn body_object(body: &Bytes) -> Result<Object<'_>, ApiError> {
+    let raw: &RawValue = serde_json::from_slice(body)
+        .map_err(|err| ApiError::malformed(format!("failed to decode the request body: {err}")))?;
+    Object::parse(raw).map_err(ApiError::malformed)
 }
 
 /// A save item or an upsert: key, value, etag, metadata, options.

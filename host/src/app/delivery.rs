@@ -9,7 +9,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::channel::AppChannel;
 use super::subscription::SubscriptionSpec;
@@ -62,15 +62,19 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// Runs until `stop` turns true, then finishes the deliveries in flight and returns.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// `first_attempt` is dropped once the first subscribe has succeeded or failed, so the
+    /// sidecar reports ready only when the broker already routes the topic to this app.
+    pub async fn run(self, mut stop: watch::Receiver<bool>, first_attempt: oneshot::Sender<()>) {
         let this = Arc::new(self);
         let mut backoff = this.policy.first_backoff;
+        let mut first_attempt = Some(first_attempt);
         while !*stop.borrow() {
-            match this
+            let subscribed = this
                 .pubsub
                 .subscribe(&this.spec.topic, this.spec.metadata.clone())
-                .await
-            {
+                .await;
+            drop(first_attempt.take());
+            match subscribed {
                 Ok(subscription) => {
                     tracing::info!(
                         component = this.pubsub.name(),

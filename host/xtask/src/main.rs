@@ -33,7 +33,7 @@ fn main() -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         "test" => {
-            install_packages(&["redis-server"])?;
+            install_packages(&["redis-server", "rabbitmq-server"])?;
             build(&root)?;
             test(&rest)
         }
@@ -125,14 +125,18 @@ fn build(root: &Path) -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     // Plugins' pure logic is unit-tested natively.
-    run(Command::new(cargo_bin()).args([
-        "test",
-        "--release",
-        "-p",
+    let mut unit = Command::new(cargo_bin());
+    unit.args(["test", "--release"]);
+    for plugin in [
         "state-common",
-        "-p",
         "state-redis",
-    ]))?;
+        "pubsub-redis",
+        "pubsub-in-memory",
+        "pubsub-rabbitmq",
+    ] {
+        unit.args(["-p", plugin]);
+    }
+    run(&mut unit)?;
     run(Command::new(cargo_bin())
         .args([
             "test",

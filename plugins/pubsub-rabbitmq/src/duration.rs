@@ -1,0 +1,82 @@
+//! Go's `time.ParseDuration`, which daprd uses for `ttl` values.
+
+use std::time::Duration;
+
+/// A Go duration (`1.5s`, `300ms`, `1m30s`, `0`); a negative one is zero, as daprd clamps it.
+/// `None` when the text is not a Go duration (a bare number other than 0 is not one).
+pub fn go_duration(text: &str) -> Option<Duration> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if body == "0" {
+        return Some(Duration::ZERO);
+    }
+    let nanos = nanos(body)?;
+    Some(if negative {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(nanos)
+    })
+}
+
+/// One or more `<number><unit>` parts.
+fn nanos(mut text: &str) -> Option<u64> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    while !text.is_empty() {
+        let number_len = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        if number_len == 0 {
+            return None;
+        }
+        let number: f64 = text[..number_len].parse().ok()?;
+        text = &text[number_len..];
+        let unit_len = text
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(text.len());
+        let scale = match &text[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        text = &text[unit_len..];
+        total += number * scale;
+    }
+    // Saturate rather than fail: nobody means a TTL past ~584 years.
+    Some(if total.is_finite() && total < u64::MAX as f64 {
+        total as u64
+    } else {
+        u64::MAX
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_durations() {
+        assert_eq!(go_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(go_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(go_duration("10us"), Some(Duration::from_micros(10)));
+        assert_eq!(go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(go_duration("-1s"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn rejects_the_rest() {
+        for bad in ["", "10", "s", "5x", "five", "1..5s", "5 s", "-"] {
+            assert_eq!(go_duration(bad), None, "{bad}");
+        }
+    }
+}

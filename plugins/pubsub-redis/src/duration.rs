@@ -1,0 +1,128 @@
+//! Durations as daprd reads them: a bare integer is milliseconds, anything else a Go duration
+//! (`1.5s`, `300ms`, `1m30s`).
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// Zero (`0`, `0s`).
+    Zero,
+    /// A negative value.
+    Negative,
+    After(Duration),
+}
+
+pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(match ms {
+            0 => Timeout::Zero,
+            n if n < 0 => Timeout::Negative,
+            n => Timeout::After(Duration::from_millis(n.unsigned_abs())),
+        });
+    }
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let nanos = go_duration_nanos(body).ok_or_else(|| {
+        format!(
+            "{text:?} is not a duration: use milliseconds (500) or a Go duration (500ms, 2s, 1m)"
+        )
+    })?;
+    Ok(match (negative, nanos) {
+        (_, 0) => Timeout::Zero,
+        (true, _) => Timeout::Negative,
+        (false, n) => Timeout::After(Duration::from_nanos(n)),
+    })
+}
+
+/// Go's `time.ParseDuration` without the sign: one or more `<number><unit>` parts.
+fn go_duration_nanos(mut text: &str) -> Option<u64> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    while !text.is_empty() {
+        let number_len = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let number: f64 = text[..number_len].parse().ok()?;
+        text = &text[number_len..];
+        let unit_len = text
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(text.len());
+        let scale = match &text[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        text = &text[unit_len..];
+        total += number * scale;
+    }
+    // A float keeps `1.5s` simple; anything past ~584 years is not a duration anyone means.
+    (total.is_finite() && total < u64::MAX as f64).then_some(total as u64)
+}
+
+/// Whole milliseconds, rounded up so that a non-zero wait never becomes Redis's `0` ("forever").
+pub fn ceil_millis(duration: Duration) -> u64 {
+    let ms = duration.as_millis();
+    let ms = if duration > Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)) {
+        ms + 1
+    } else {
+        ms
+    };
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(ms: u64) -> Result<Timeout, String> {
+        Ok(Timeout::After(Duration::from_millis(ms)))
+    }
+
+    #[test]
+    fn integers_are_milliseconds() {
+        assert_eq!(parse_timeout("250"), after(250));
+        assert_eq!(parse_timeout(" 60000 "), after(60_000));
+        assert_eq!(parse_timeout("0"), Ok(Timeout::Zero));
+        assert_eq!(parse_timeout("-1"), Ok(Timeout::Negative));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_timeout("5s"), after(5000));
+        assert_eq!(parse_timeout("300ms"), after(300));
+        assert_eq!(parse_timeout("1.5s"), after(1500));
+        assert_eq!(parse_timeout("1m30s"), after(90_000));
+        assert_eq!(parse_timeout("1h"), after(3_600_000));
+        assert_eq!(
+            parse_timeout("10us"),
+            Ok(Timeout::After(Duration::from_micros(10)))
+        );
+        assert_eq!(parse_timeout("0s"), Ok(Timeout::Zero));
+        assert_eq!(parse_timeout("-1s"), Ok(Timeout::Negative));
+    }
+
+    #[test]
+    fn rejects_the_rest() {
+        for bad in ["", "s", "5x", "five", "1..5s", "5 s", "1e3"] {
+            let err = parse_timeout(bad).expect_err(bad);
+            assert!(err.contains("duration"), "{err}");
+        }
+    }
+
+    #[test]
+    fn milliseconds_round_up() {
+        assert_eq!(ceil_millis(Duration::ZERO), 0);
+        assert_eq!(ceil_millis(Duration::from_micros(1)), 1);
+        assert_eq!(ceil_millis(Duration::from_millis(5)), 5);
+        assert_eq!(ceil_millis(Duration::from_micros(5001)), 6);
+    }
+}

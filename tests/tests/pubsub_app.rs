@@ -1,0 +1,120 @@
+//! The sidecar's side of the app contract, whatever the broker (run on `pubsub.in-memory`):
+//! the start-up sequence, `GET /dapr/subscribe`, the app token, and a stop that lets the
+//! deliveries in flight finish.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use blockhost_tests::app::{Policy, TestApp};
+use blockhost_tests::ports::free_port;
+use blockhost_tests::pubsub::{subscription, unique_topic, Broker, PubSubKind, ARRIVAL, PUBSUB};
+use blockhost_tests::{metadata, sidecar::READY_TIMEOUT};
+use serde_json::{json, Value};
+
+const KIND: PubSubKind = PubSubKind::InMemory;
+
+/// Until the app listens, the sidecar is healthy outbound (components up) but not ready;
+/// once it listens, the sidecar reads its subscriptions (with `dapr-app-id`), becomes ready,
+/// and delivers.
+#[test]
+fn readiness_waits_for_the_app_and_its_subscriptions() {
+    let broker = Broker::start(KIND);
+    let app_port = free_port();
+    let mut sidecar = broker.sidecar("late-app").app_port(app_port).spawn();
+    let client = sidecar.client();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let outbound = || {
+        client
+            .try_request("GET", "/v1.0/healthz/outbound", &[], None)
+            .is_ok_and(|r| r.status == 204)
+    };
+    while !outbound() {
+        assert!(Instant::now() < deadline, "never healthy outbound");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Some time with no app: still not ready.
+    thread::sleep(Duration::from_millis(300));
+    client
+        .get("/v1.0/healthz")
+        .expect_error(500, "ERR_HEALTH_NOT_READY");
+
+    let topic = unique_topic("late");
+    let app = TestApp::start_on(app_port, json!([subscription(&topic, "/late")]));
+    sidecar.wait_ready(READY_TIMEOUT);
+    let requests = app.subscribe_requests();
+    assert_eq!(requests.len(), 1, "GET /dapr/subscribe once");
+    assert_eq!(requests[0].header("dapr-app-id"), Some("late-app"));
+    sidecar.pubsub(PUBSUB).publish(&topic, &json!("first"));
+    let deliveries = app.wait_for_route("/late", 1, ARRIVAL);
+    assert_eq!(deliveries[0].data(), "first");
+}
+
+/// A 404 from `GET /dapr/subscribe` means no subscriptions: the sidecar is ready, lists none,
+/// and delivers nothing.
+#[test]
+fn a_404_from_dapr_subscribe_means_no_subscriptions() {
+    let broker = Broker::start(KIND);
+    let app = TestApp::start(Value::Null);
+    let sidecar = broker.subscriber("quiet-app", &app).start();
+    assert_eq!(app.subscribe_requests().len(), 1, "asked once, not retried");
+    let listed = metadata::fetch(&sidecar.client());
+    let none = listed
+        .get("subscriptions")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    assert!(none, "subscriptions listed: {listed}");
+    let topic = unique_topic("unheard");
+    sidecar
+        .pubsub(PUBSUB)
+        .publish(&topic, &json!("nobody listens"));
+    app.assert_quiet(Duration::from_millis(400));
+}
+
+/// With `APP_API_TOKEN` set, every call to the app carries it as `dapr-api-token`.
+#[test]
+fn the_app_token_goes_with_every_call() {
+    let broker = Broker::start(KIND);
+    let topic = unique_topic("token");
+    let app = TestApp::start(json!([subscription(&topic, "/t")]));
+    let sidecar = broker
+        .subscriber("token-app", &app)
+        .env("APP_API_TOKEN", "app-secret")
+        .start();
+    sidecar.pubsub(PUBSUB).publish(&topic, &json!(1));
+    let delivery = app.wait_for_route("/t", 1, ARRIVAL).remove(0);
+    assert_eq!(delivery.header("dapr-api-token"), Some("app-secret"));
+    assert_eq!(
+        app.subscribe_requests()[0].header("dapr-api-token"),
+        Some("app-secret")
+    );
+}
+
+/// On SIGTERM the subscribers stop pulling, the deliveries in flight are answered, and the
+/// sidecar exits 0 once they are.
+#[test]
+fn sigterm_lets_deliveries_in_flight_finish() {
+    const DELAY: Duration = Duration::from_millis(1000);
+    let broker = Broker::start(KIND).with_meta("concurrency", "2");
+    let topic = unique_topic("draining");
+    let app = TestApp::start(json!([subscription(&topic, "/slow")]));
+    app.set_policy("/slow", Policy::new().delay(DELAY));
+    let mut sidecar = broker.subscriber("draining-app", &app).start();
+    sidecar.pubsub(PUBSUB).publish_numbered(&topic, 6);
+
+    let in_flight = app.wait_for_route("/slow", 2, ARRIVAL);
+    let signalled = Instant::now();
+    let status = sidecar.stop();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", sidecar.stderr());
+    let answered_at = in_flight.iter().map(|d| d.received + DELAY).max().unwrap();
+    assert!(
+        signalled + took + Duration::from_millis(5) >= answered_at,
+        "exited {took:?} after SIGTERM, before the app answered its deliveries"
+    );
+    assert_eq!(
+        app.deliveries_to("/slow").len(),
+        2,
+        "nothing may be delivered after SIGTERM"
+    );
+}
