@@ -181,6 +181,15 @@ fn start_subscribers(
             );
             continue;
         };
+        if !pubsub.scopes().may_subscribe(&sidecar.app_id, &spec.topic) {
+            tracing::warn!(
+                component = %spec.pubsub,
+                topic = %spec.topic,
+                "subscription ignored: the component's subscriptionScopes, allowedTopics or \
+                 protectedTopics do not allow this app the topic"
+            );
+            continue;
+        }
         shown.push(SubscriptionInfo {
             pubsubname: spec.pubsub.clone(),
             topic: spec.topic.clone(),

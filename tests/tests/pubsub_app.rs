@@ -118,3 +118,36 @@ fn sigterm_lets_deliveries_in_flight_finish() {
         "nothing may be delivered after SIGTERM"
     );
 }
+
+/// Topic scoping from the component's metadata, as daprd applies it: a publish outside the
+/// app's `publishingScopes` is refused with 403 and never delivered; a subscription outside
+/// its `subscriptionScopes` is not started.
+#[test]
+fn topic_scopes_limit_publishing_and_subscribing() {
+    let broker = Broker::start(KIND)
+        .with_meta("publishingScopes", "scoped-app=open,closed-to-subscribers")
+        .with_meta("subscriptionScopes", "scoped-app=open");
+    let app = TestApp::start(json!([
+        subscription("open", "/open"),
+        subscription("closed-to-subscribers", "/closed"),
+    ]));
+    let sidecar = broker.subscriber("scoped-app", &app).start();
+    let pubsub = sidecar.pubsub(PUBSUB);
+
+    pubsub
+        .publish_raw("elsewhere", "", Some("application/json"), b"1")
+        .expect_error(403, "ERR_PUBSUB_FORBIDDEN");
+    pubsub.publish("closed-to-subscribers", &json!("not for us"));
+    pubsub.publish("open", &json!("welcome"));
+
+    let deliveries = app.wait_for_route("/open", 1, ARRIVAL);
+    assert_eq!(deliveries[0].data(), "welcome");
+    app.assert_quiet(Duration::from_millis(300));
+    assert!(
+        app.deliveries().iter().all(|d| d.path == "/open"),
+        "only the scoped subscription delivers"
+    );
+    let listed = metadata::fetch(&sidecar.client())["subscriptions"].clone();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["topic"], "open");
+}

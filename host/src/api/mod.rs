@@ -141,7 +141,7 @@ async fn publish_route(
     }
     sidecar.wait_ready().await;
     let registry = sidecar.registry.load();
-    let pubsub = pubsub::find_pubsub(&registry, target.name, target.topic)?;
+    let pubsub = pubsub::find_pubsub(&registry, target.name, target.topic, &sidecar.app_id)?;
     let body = read_body(body).await?;
     let (app_id, topic) = (&sidecar.app_id, target.topic);
     if target.bulk {

@@ -18,10 +18,12 @@ use crate::registry::Registry;
 
 const PUBLISH_FAILED: &str = "ERR_PUBSUB_PUBLISH_MESSAGE";
 
+/// The component a publish goes to, if this app may publish `topic` on it.
 pub fn find_pubsub(
     registry: &Registry,
     name: &str,
     topic: &str,
+    app_id: &str,
 ) -> Result<std::sync::Arc<PubSub>, ApiError> {
     if registry.pubsub.is_empty() {
         return Err(ApiError::new(
@@ -42,6 +44,13 @@ pub fn find_pubsub(
             StatusCode::NOT_FOUND,
             "ERR_TOPIC_NAME_EMPTY",
             format!("topic is empty in pubsub {name}"),
+        ));
+    }
+    if !pubsub.scopes().may_publish(app_id, topic) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ERR_PUBSUB_FORBIDDEN",
+            format!("topic {topic} is not allowed for app id {app_id}"),
         ));
     }
     Ok(pubsub)

@@ -2,6 +2,7 @@
 //! independent of HTTP. The plugin moves opaque bytes; envelopes are built here.
 
 pub mod cloudevent;
+mod scopes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::plugins::bindings::pubsub::PubsubPlugin;
 use crate::plugins::bindings::{describe_error, PluginError};
 use crate::plugins::pool::{CallError, Instance, Pool};
 
+pub use scopes::TopicScopes;
 pub use wit::{BulkEntry, BulkFailure, IncomingMessage, Outcome, OutgoingMessage};
 
 /// Go's `strconv.ParseBool`, which daprd uses for flags such as `rawPayload`.
@@ -43,6 +45,7 @@ pub struct PubSub {
     /// Wakes subscribers that share the component's one instance after each publish.
     published: Arc<Notify>,
     delivery_concurrency: usize,
+    scopes: TopicScopes,
 }
 
 /// daprd's default number of parallel deliveries per subscription.
@@ -79,7 +82,12 @@ impl PubSub {
             features,
             published: Arc::new(Notify::new()),
             delivery_concurrency,
+            scopes: TopicScopes::from_metadata(metadata),
         }
+    }
+
+    pub fn scopes(&self) -> &TopicScopes {
+        &self.scopes
     }
 
     pub fn delivery_concurrency(&self) -> usize {
