@@ -43,10 +43,6 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn requests(&self) -> usize {
-        self.latencies_ns.len()
-    }
-
     pub fn throughput(&self) -> f64 {
         self.latencies_ns.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Length of each one-connection (unloaded latency) measurement, in seconds.
     #[arg(long, default_value_t = 4)]
     pub serial_secs: u64,
+    /// Measurements are cut into slices of about this many seconds, baseline and sidecar
+    /// alternating.
+    #[arg(long, default_value_t = 2.0)]
+    pub slice_secs: f64,
     /// Timed sidecar starts (after one that warms the compile cache).
     #[arg(long, default_value_t = 7)]
     pub starts: usize,
@@ -349,9 +353,24 @@ impl Bench<'_> {
                 (self.args.connections, self.args.secs),
                 (1, self.args.serial_secs),
             ] {
-                let duration = Duration::from_secs(secs);
-                let b = self.measure(base, connections, duration, baseline_pid)?;
-                let s = self.measure(subj, connections, duration, subject_pid)?;
+                // Baseline and subject alternate in short slices (B S, S B, ...), so a burst
+                // of load from elsewhere on the machine hits both alike.
+                let slices = (secs as f64 / self.args.slice_secs.max(0.1))
+                    .round()
+                    .max(1.0) as u32;
+                let slice = Duration::from_secs_f64(secs as f64 / f64::from(slices));
+                let mut b = Accumulated::default();
+                let mut s = Accumulated::default();
+                for round in 0..slices {
+                    if round % 2 == 0 {
+                        self.slice(base, connections, slice, baseline_pid, &mut b)?;
+                        self.slice(subj, connections, slice, subject_pid, &mut s)?;
+                    } else {
+                        self.slice(subj, connections, slice, subject_pid, &mut s)?;
+                        self.slice(base, connections, slice, baseline_pid, &mut b)?;
+                    }
+                }
+                let (b, s) = (b.finish(), s.finish());
                 eprintln!(
                     "bench: {op} x{connections}: {baseline_name} {:.0}/s p50 {:.1} µs, \
                      {subject_name} {:.0}/s p50 {:.1} µs",
@@ -369,26 +388,25 @@ impl Bench<'_> {
         Ok(out)
     }
 
-    fn measure(
+    /// One slice of a measurement, added to `into`.
+    fn slice(
         &self,
         target: &Target,
         connections: usize,
         duration: Duration,
         server_pid: Option<u32>,
-    ) -> Result<Measured> {
+        into: &mut Accumulated,
+    ) -> Result<()> {
         let cpu_before = server_pid
             .map(|pid| procs::cpu_time(pid, self.ticks))
             .transpose()?;
         let sample = self
             .runtime
             .block_on(load::measure(target, connections, duration))?;
-        let cpu_us_per_request = match (server_pid, cpu_before) {
-            (Some(pid), Some(before)) => {
-                let used = procs::cpu_time(pid, self.ticks)?.saturating_sub(before);
-                Some(used.as_secs_f64() * 1e6 / sample.requests().max(1) as f64)
-            }
-            _ => None,
-        };
+        if let (Some(pid), Some(before)) = (server_pid, cpu_before) {
+            let used = procs::cpu_time(pid, self.ticks)?.saturating_sub(before);
+            *into.cpu.get_or_insert(Duration::ZERO) += used;
+        }
         if sample.errors > 0 {
             eprintln!(
                 "bench: {} errors, the first: {}",
@@ -396,14 +414,42 @@ impl Bench<'_> {
                 sample.first_error.as_deref().unwrap_or("?")
             );
         }
-        Ok(Measured {
+        into.latencies_ns.extend(sample.latencies_ns);
+        into.elapsed += sample.elapsed;
+        into.errors += sample.errors;
+        Ok(())
+    }
+}
+
+/// The slices of one server's measurement, put together.
+#[derive(Default)]
+struct Accumulated {
+    latencies_ns: Vec<u64>,
+    elapsed: Duration,
+    errors: u64,
+    cpu: Option<Duration>,
+}
+
+impl Accumulated {
+    fn finish(mut self) -> Measured {
+        self.latencies_ns.sort_unstable();
+        let requests = self.latencies_ns.len();
+        let sample = load::Sample {
+            latencies_ns: self.latencies_ns,
+            elapsed: self.elapsed,
+            errors: self.errors,
+            first_error: None,
+        };
+        Measured {
             throughput: sample.throughput(),
             p50_us: sample.percentile_us(50.0),
             p99_us: sample.percentile_us(99.0),
-            requests: sample.requests(),
-            errors: sample.errors,
-            cpu_us_per_request,
-        })
+            requests,
+            errors: self.errors,
+            cpu_us_per_request: self
+                .cpu
+                .map(|cpu| cpu.as_secs_f64() * 1e6 / requests.max(1) as f64),
+        }
     }
 }
 

@@ -236,8 +236,9 @@ impl Report {
             md,
             "| load | {} keep-alive connections (\"loaded\") and 1 connection (\"unloaded\"), \
              each a closed loop; {} s warm-up per server, {} s per loaded and {} s per unloaded \
-             measurement; the generator runs {} tokio worker thread(s) in the bench process |",
-            a.connections, a.warmup_secs, a.secs, a.serial_secs, a.client_threads
+             measurement, cut into ~{} s slices in which baseline and sidecar alternate; the \
+             generator runs {} tokio worker thread(s) in the bench process |",
+            a.connections, a.warmup_secs, a.secs, a.serial_secs, a.slice_secs, a.client_threads
         );
         let _ = writeln!(
             md,

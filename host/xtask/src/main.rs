@@ -146,6 +146,8 @@ fn test(extra: &[String]) -> Result<()> {
             "-p",
             "blockhost-tests",
             "-p",
+            "blockhost-bench",
+            "-p",
             "xtask",
         ])
         .args(extra))
