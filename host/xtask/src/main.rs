@@ -129,6 +129,7 @@ fn test(extra: &[String]) -> Result<()> {
     unit.args(["test", "--release"]);
     for plugin in [
         "state-common",
+        "redis-common",
         "state-redis",
         "pubsub-redis",
         "pubsub-in-memory",

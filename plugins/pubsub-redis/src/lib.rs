@@ -19,10 +19,8 @@ mod bindings {
 
 mod client;
 mod config;
-mod duration;
 mod entries;
 mod error;
-mod link;
 mod publish;
 mod reclaim;
 mod subscription;
@@ -38,9 +36,10 @@ use bindings::exports::blockhost::plugin::pubsub::{
     SubscribeRequest,
 };
 
-use client::{Client, Retry};
-use config::{Config, SubscribeSettings, REDIS_HOST};
+use client::{Client, IntoPubsubError, Retry};
+use config::{Config, SubscribeSettings};
 use error::PubsubError;
+use redis_common::REDIS_HOST;
 use subscription::{Settle, Subscription};
 
 struct RedisStreams;
@@ -86,10 +85,10 @@ impl lifecycle::Guest for RedisStreams {
             );
         }
         let config = Rc::new(config);
-        let publisher = Client::connect(Rc::clone(&config)).map_err(to_wit)?;
+        let publisher = client::connect(&config).map_err(to_wit)?;
         log(
             Level::Debug,
-            &format!("pubsub.redis connected to {}", config.addr),
+            &format!("pubsub.redis connected to {}", config.conn.addr),
         );
         INSTANCE.set(Some(Instance { config, publisher }));
         Ok(())

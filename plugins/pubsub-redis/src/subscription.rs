@@ -11,14 +11,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
+use redis_common::duration::ceil_millis;
+use redis_common::Link;
 
 use crate::bindings::blockhost::plugin::log::{log, Level};
-use crate::client::{CallError, Client, Retry};
+use crate::client::{self, CallError, Client, IntoPubsubError, Retry};
 use crate::config::{Config, SubscribeSettings};
-use crate::duration::ceil_millis;
 use crate::entries::{is_entry_id, parse_autoclaim, parse_read, to_message, Message, RawEntry};
 use crate::error::{PubsubError, Result};
-use crate::link::Link;
 use crate::reclaim::Reclaim;
 
 /// Added to a blocking read's block time to make its socket read timeout, when `readTimeout`
@@ -62,8 +62,8 @@ impl Subscription {
             ));
         };
         let client = match link {
-            Some(link) => Client::with_link(config, link),
-            None => Client::connect(config)?,
+            Some(link) => client::with_link(&config, link),
+            None => client::connect(&config)?,
         };
         let mut sub = Self {
             client,

@@ -6,8 +6,6 @@
 
 mod client;
 mod config;
-mod duration;
-mod link;
 mod store;
 
 use std::cell::RefCell;
@@ -17,7 +15,8 @@ use state_common::bindings::exports::blockhost::plugin::lifecycle::{self, Error,
 use state_common::{Backend, Metadata, Op, ReadResult, StateError};
 
 use client::Client;
-use config::{Config, REDIS_HOST};
+use config::Config;
+use redis_common::REDIS_HOST;
 use store::Store;
 
 struct Redis;
@@ -52,8 +51,8 @@ impl lifecycle::Guest for Redis {
                 ),
             );
         }
-        let (addr, default_ttl) = (config.addr, config.default_ttl);
-        let client = Client::connect(config)?;
+        let (addr, default_ttl) = (config.conn.addr, config.default_ttl);
+        let client = Client::connect(config.conn)?;
         log(Level::Debug, &format!("state.redis connected to {addr}"));
         STORE.set(Some(Store::new(client, default_ttl)));
         Ok(())

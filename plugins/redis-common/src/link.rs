@@ -1,15 +1,16 @@
 //! One TCP connection to Redis, speaking through the `redis` crate's command packing and reply
-//! parser. It is ours rather than `redis::Connection` for one reason: before a request goes out
+//! parser. It is ours rather than `redis::Connection` for two reasons: before a request goes out
 //! we can ask the socket whether Redis has closed the connection while it sat idle (a restart,
-//! an idle timeout), and reconnect *before* sending. A write that fails after it was sent may
-//! or may not have been applied; one that never left cannot have been.
+//! an idle timeout) and reconnect *before* sending, and a blocking read can stretch the socket's
+//! read timeout past its block time for just that one command.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 use redis::{ConnectionLike, Parser, RedisError, RedisResult, Value};
 
-use crate::config::Config;
+use crate::connection::Connection;
 
 /// Why a connection could not be opened.
 #[derive(Debug)]
@@ -24,20 +25,20 @@ pub struct Link {
     stream: TcpStream,
     parser: Parser,
     db: i64,
+    read_timeout: Option<Duration>,
 }
 
 impl Link {
     /// Connects, authenticates, selects the database and pings, in one round trip after the
     /// TCP handshake.
-    pub fn open(config: &Config) -> Result<Self, OpenError> {
+    pub fn open(config: &Connection) -> Result<Self, OpenError> {
         let stream = match config.dial_timeout {
             Some(timeout) => TcpStream::connect_timeout(&config.addr, timeout),
             None => TcpStream::connect(config.addr),
         }
         .and_then(|stream| {
             // On wasip2, std's `connect_timeout` returns once the attempt is over, also when it
-            // failed (a refused connect surfaced later as "not connected"): the outcome is in
-            // the socket's pending error.
+            // failed: the outcome is in the socket's pending error.
             if let Some(failed) = stream.take_error()? {
                 return Err(failed);
             }
@@ -51,6 +52,7 @@ impl Link {
             stream,
             parser: Parser::new(),
             db: config.db,
+            read_timeout: config.read_timeout,
         };
         let mut hello = redis::pipe();
         if let Some(password) = &config.password {
@@ -79,6 +81,20 @@ impl Link {
         let restored = self.stream.set_nonblocking(false).is_ok();
         let idle = matches!(&probe, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         !(idle && restored)
+    }
+
+    /// Runs `request` with the socket's read timeout set to `timeout` (a blocking read needs
+    /// more than the usual), then restores the usual one.
+    pub fn with_read_timeout<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        request: impl FnOnce(&mut Self) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        self.stream.set_read_timeout(timeout)?;
+        let result = request(self);
+        // A failure to restore is a broken socket: the next request finds out.
+        let _ = self.stream.set_read_timeout(self.read_timeout);
+        result
     }
 
     fn send(&mut self, bytes: &[u8]) -> RedisResult<()> {
