@@ -163,7 +163,7 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
 
 /// Reads one HTTP/1.1 answer (status line, headers, `Content-Length` body) and returns its
 /// status; `buf` keeps whatever follows it.
-async fn read_http(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16> {
+pub async fn read_http(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16> {
     loop {
         if let Some(head_end) = find(buf, b"\r\n\r\n") {
             let (status, body_len) = parse_head(&buf[..head_end])?;
@@ -209,7 +209,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Reads one complete RESP2 reply; `Some(message)` when it is (or holds) an error reply.
-async fn read_resp(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<String>> {
+pub async fn read_resp(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<String>> {
     loop {
         if let Some((end, error)) = resp_reply(buf, 0)? {
             let error = error.then(|| String::from_utf8_lossy(&buf[..end.min(200)]).into_owned());

@@ -14,6 +14,7 @@
 mod load;
 mod null;
 mod procs;
+mod pubsub;
 mod redis;
 mod report;
 
@@ -70,6 +71,15 @@ pub struct RunArgs {
     /// Skip the Redis measurements.
     #[arg(long)]
     pub no_redis: bool,
+    /// Skip the pubsub.redis publish → deliver measurement.
+    #[arg(long)]
+    pub no_pubsub: bool,
+    /// Publishing time of each side of the pubsub measurement, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub pubsub_secs: u64,
+    /// Publisher connections of the pubsub measurement.
+    #[arg(long, default_value_t = 8)]
+    pub pubsub_connections: usize,
     /// Skip the state.in-memory measurements.
     #[arg(long)]
     pub no_memory: bool,
@@ -177,6 +187,7 @@ fn run(args: &RunArgs) -> Result<()> {
         cache_dir: absolute(&args.cache_dir)?,
         workdir,
         log_file: log_file.clone(),
+        app_port: None,
     };
 
     // Start-up: the first start warms the compile cache and is not counted.
@@ -291,6 +302,24 @@ fn run(args: &RunArgs) -> Result<()> {
     drop(null_server);
     sidecar.process.stop(STOP_GRACE)?;
 
+    let pubsub = match &redis {
+        Some(redis) if !args.no_pubsub => {
+            if spec.plugins_dir.join("pubsub-redis.wasm").is_file() {
+                Some(measure_pubsub(
+                    &runtime,
+                    args,
+                    &spec,
+                    work.path(),
+                    redis.port,
+                )?)
+            } else {
+                eprintln!("bench: no pubsub-redis.wasm: skipping pubsub");
+                None
+            }
+        }
+        _ => None,
+    };
+
     let report = Report {
         facts,
         args: args.clone(),
@@ -303,6 +332,7 @@ fn run(args: &RunArgs) -> Result<()> {
         null_idle_rss_kb,
         null_load_rss_kb,
         components: component_list(args, redis.is_some()),
+        pubsub,
     };
     let previous = std::fs::read_to_string(&args.out).unwrap_or_default();
     let text = report.render(&previous);
@@ -311,6 +341,92 @@ fn run(args: &RunArgs) -> Result<()> {
     println!("{text}");
     eprintln!("bench: wrote {}", args.out.display());
     Ok(())
+}
+
+/// Publish → deliver through `pubsub.redis` (a sidecar of its own, started with `--app-port`
+/// to an app in this process) against a direct XADD / XREADGROUP / XACK client.
+fn measure_pubsub(
+    runtime: &tokio::runtime::Runtime,
+    args: &RunArgs,
+    spec: &SidecarSpec,
+    work: &Path,
+    redis_port: u16,
+) -> Result<pubsub::PubsubComparison> {
+    let resources = work.join("pubsub-resources");
+    std::fs::create_dir_all(&resources)?;
+    std::fs::write(resources.join("pubsub.yaml"), pubsub::component(redis_port))?;
+    let recorder = std::sync::Arc::new(pubsub::Recorder::default());
+    let app_port = runtime.block_on(pubsub::start_app(std::sync::Arc::clone(&recorder)))?;
+    let spec = SidecarSpec {
+        bin: spec.bin.clone(),
+        app_id: APP_ID.to_owned(),
+        plugins_dir: spec.plugins_dir.clone(),
+        resources: vec![absolute(&args.components)?, resources],
+        cache_dir: spec.cache_dir.clone(),
+        workdir: spec.workdir.clone(),
+        log_file: spec.log_file.clone(),
+        app_port: Some(app_port),
+    };
+    let mut sidecar = spec.spawn()?;
+    sidecar.wait_healthy(READY_TIMEOUT, &spec.log_file)?;
+    std::thread::sleep(Duration::from_secs(1));
+    pubsub::prepare_direct(redis_port)?;
+    let connections = args.pubsub_connections.max(1);
+    let secs = Duration::from_secs(args.pubsub_secs.max(1));
+    let sidecar_addr = ([127, 0, 0, 1], sidecar.port).into();
+    let redis_addr = ([127, 0, 0, 1], redis_port).into();
+    eprintln!("bench: pubsub.redis against a direct XADD/XREADGROUP/XACK client");
+    // A one-second warm-up of each side, not counted.
+    let warm = Duration::from_secs(1);
+    runtime.block_on(pubsub::measure_direct(
+        redis_addr,
+        std::sync::Arc::clone(&recorder),
+        connections,
+        warm,
+    ))?;
+    runtime.block_on(pubsub::measure_sidecar(
+        sidecar_addr,
+        &recorder,
+        connections,
+        warm,
+    ))?;
+    let mut rows = Vec::new();
+    for connections in [connections, 1] {
+        let baseline = runtime.block_on(pubsub::measure_direct(
+            redis_addr,
+            std::sync::Arc::clone(&recorder),
+            connections,
+            secs,
+        ))?;
+        let subject = runtime.block_on(pubsub::measure_sidecar(
+            sidecar_addr,
+            &recorder,
+            connections,
+            secs,
+        ))?;
+        for (name, o) in [("direct client", &baseline), ("pubsub.redis", &subject)] {
+            eprintln!(
+                "bench: pubsub x{connections}: {name} published {} delivered {} ({:.0}/s) \
+                 p50 {:.0} µs p99 {:.0} µs, errors/lost {}",
+                o.published,
+                o.measured.requests,
+                o.measured.throughput,
+                o.measured.p50_us,
+                o.measured.p99_us,
+                o.measured.errors
+            );
+        }
+        rows.push(pubsub::PubsubRow {
+            connections,
+            baseline,
+            subject,
+        });
+    }
+    sidecar.process.stop(STOP_GRACE)?;
+    Ok(pubsub::PubsubComparison {
+        secs: args.pubsub_secs,
+        rows,
+    })
 }
 
 /// The request pair one server is measured with.

@@ -63,6 +63,8 @@ pub struct SidecarSpec {
     /// The working directory (the default `statestore` keeps `./data/statestore` there).
     pub workdir: PathBuf,
     pub log_file: PathBuf,
+    /// `--app-port`, when the sidecar delivers to an app.
+    pub app_port: Option<u16>,
 }
 
 /// A port that was free on 127.0.0.1 a moment ago.
@@ -98,6 +100,9 @@ impl SidecarSpec {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(app_port) = self.app_port {
+            command.args(["--app-port", &app_port.to_string()]);
+        }
         for dir in &self.resources {
             command.arg("--resources-path").arg(dir);
         }

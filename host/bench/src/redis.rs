@@ -64,7 +64,7 @@ pub fn start(root: &Path) -> Result<Redis> {
 }
 
 /// One command on a fresh connection; the raw reply.
-fn exchange(port: u16, command: &[u8]) -> Result<String> {
+pub fn exchange(port: u16, command: &[u8]) -> Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .with_context(|| format!("cannot connect to redis-server on port {port}"))?;
     stream.write_all(command)?;

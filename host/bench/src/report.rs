@@ -18,6 +18,7 @@ const TARGET_MEMORY_GET_RATIO: f64 = 0.6;
 const TARGET_REDIS_GET_ADDED_P50_US: f64 = 100.0;
 const TARGET_IDLE_RSS_MB: f64 = 30.0;
 const TARGET_START_MS: f64 = 100.0;
+const TARGET_PUBSUB_RATIO: f64 = 0.5;
 
 pub struct Facts {
     pub date: String,
@@ -173,6 +174,7 @@ pub struct Report {
     pub null_idle_rss_kb: u64,
     pub null_load_rss_kb: u64,
     pub components: Vec<String>,
+    pub pubsub: Option<crate::pubsub::PubsubComparison>,
 }
 
 fn mb(kb: u64) -> f64 {
@@ -189,6 +191,23 @@ fn verdict(met: bool) -> &'static str {
 
 fn us(value: f64) -> String {
     format!("{value:.0} µs")
+}
+
+/// A latency that may run to seconds (a pubsub backlog): ms from 10 ms up.
+fn latency(value: f64) -> String {
+    if value.abs() >= 10_000.0 {
+        format!("{:.0} ms", value / 1000.0)
+    } else {
+        us(value)
+    }
+}
+
+fn signed_latency(value: f64) -> String {
+    if value.abs() >= 10_000.0 {
+        format!("{:+.0} ms", value / 1000.0)
+    } else {
+        signed_us(value)
+    }
 }
 
 fn signed_us(value: f64) -> String {
@@ -296,6 +315,25 @@ impl Report {
                 );
             }
         }
+        match self.pubsub.as_ref().and_then(|p| p.rows.first()) {
+            Some(p) => {
+                let _ = writeln!(
+                    md,
+                    "| pubsub.redis publish → deliver throughput ≥ {TARGET_PUBSUB_RATIO}× a direct XADD/XREADGROUP/XACK client | {:.2}× ({:.0} vs {:.0} msg/s, {} publisher connections) | {} |",
+                    p.ratio(),
+                    p.subject.measured.throughput,
+                    p.baseline.measured.throughput,
+                    p.connections,
+                    verdict(p.ratio() >= TARGET_PUBSUB_RATIO)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "| pubsub.redis publish → deliver throughput ≥ {TARGET_PUBSUB_RATIO}× a direct XADD/XREADGROUP/XACK client | not measured in this run | — |"
+                );
+            }
+        }
         let idle_mb = mb(self.idle_rss_kb);
         let _ = writeln!(
             md,
@@ -319,6 +357,7 @@ impl Report {
 
         self.render_http(&mut md);
         self.render_redis(&mut md);
+        self.render_pubsub(&mut md);
         self.render_process(&mut md);
 
         let _ = writeln!(md, "## How to read these figures\n");
@@ -420,6 +459,76 @@ impl Report {
             crate::redis::SET_DESCRIPTION,
         );
         self.table(md, "state.redis");
+    }
+
+    fn render_pubsub(&self, md: &mut String) {
+        let _ = writeln!(
+            md,
+            "## pubsub.redis publish → deliver vs. a direct Redis client\n"
+        );
+        let Some(p) = &self.pubsub else {
+            let _ = writeln!(
+                md,
+                "Not measured in this run (no redis-server or `pubsub-redis.wasm`, or \
+                 `--no-pubsub`).\n"
+            );
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "Both sides publish for {} s over {} keep-alive connections (each a closed loop), \
+             then the receiver drains; throughput is messages delivered ÷ (first send → last \
+             delivery), latency is send → arrival at the receiver (the payload carries the send \
+             time in Unix ns: `{}`). Sidecar: a sidecar of its own with `--app-port` to an \
+             HTTP/1.1 app (hyper) in the bench process, a `{}` component of type \
+             `pubsub.redis` on the same redis-server, publishing `POST \
+             /v1.0/publish/{}/{}` (expects 204); the app answers `GET /dapr/subscribe` and \
+             `POST /bench` (200 `{{\"status\":\"SUCCESS\"}}`) and reads the time from the \
+             CloudEvent's `data`. Direct: the same number of connections sending `XADD \
+             bench-direct * data <payload>`, and one consumer looping `XREADGROUP GROUP g c \
+             COUNT 100 BLOCK 1000 STREAMS bench-direct >`, then one `XACK` per message \
+             (pipelined). A 1 s warm-up of each side precedes them. The loaded row's latency \
+             includes any backlog the publishers build up when delivery is slower than \
+             publishing; the 1-connection row shows the latency of one message at a time \
+             (and its throughput is bounded by the publish round trip).\n",
+            p.secs,
+            p.rows.first().map_or(0, |r| r.connections),
+            crate::pubsub::payload(0).replace(|c: char| c.is_ascii_digit(), "0"),
+            crate::pubsub::COMPONENT,
+            crate::pubsub::COMPONENT,
+            crate::pubsub::TOPIC,
+        );
+        let _ = writeln!(
+            md,
+            "| connections | side | published | delivered | msg/s | p50 | p99 | errors + lost |\n|---|---|---|---|---|---|---|---|"
+        );
+        for row in &p.rows {
+            for (name, o) in [
+                ("direct XADD / XREADGROUP / XACK", &row.baseline),
+                ("sidecar (pubsub.redis)", &row.subject),
+            ] {
+                let _ = writeln!(
+                    md,
+                    "| {} | {name} | {} | {} | {:.0} | {} | {} | {} |",
+                    row.connections,
+                    o.published,
+                    o.measured.requests,
+                    o.measured.throughput,
+                    latency(o.measured.p50_us),
+                    latency(o.measured.p99_us),
+                    o.measured.errors
+                );
+            }
+            let _ = writeln!(
+                md,
+                "| {} | **ratio / added** | | | **{:.2}×** | **{}** | **{}** | |",
+                row.connections,
+                row.ratio(),
+                signed_latency(row.subject.measured.p50_us - row.baseline.measured.p50_us),
+                signed_latency(row.subject.measured.p99_us - row.baseline.measured.p99_us),
+            );
+        }
+        md.push('\n');
     }
 
     fn render_process(&self, md: &mut String) {
