@@ -130,6 +130,7 @@ fn test(extra: &[String]) -> Result<()> {
     for plugin in [
         "state-common",
         "redis-common",
+        "go-duration",
         "state-redis",
         "pubsub-redis",
         "pubsub-in-memory",

@@ -89,44 +89,13 @@ fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     let duration = if let Ok(ms) = text.parse::<u64>() {
         Duration::from_millis(ms)
     } else {
-        Duration::from_nanos(go_duration_nanos(text).ok_or_else(|| {
+        Duration::from_nanos(go_duration::nanos(text.strip_prefix('+').unwrap_or(text)).ok_or_else(|| {
             format!(
                 "{text:?} is not a duration: use milliseconds (500) or a Go duration (500ms, 2s, 1m)"
             )
         })?)
     };
     Ok((!duration.is_zero()).then_some(duration))
-}
-
-/// Go's `time.ParseDuration` for non-negative values: one or more `<number><unit>` parts.
-fn go_duration_nanos(mut text: &str) -> Option<u64> {
-    text = text.strip_prefix('+').unwrap_or(text);
-    if text.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !text.is_empty() {
-        let number_len = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let number: f64 = text[..number_len].parse().ok()?;
-        text = &text[number_len..];
-        let unit_len = text
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(text.len());
-        let scale = match &text[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        text = &text[unit_len..];
-        total += number * scale;
-    }
-    (total.is_finite() && total < u64::MAX as f64).then_some(total as u64)
 }
 
 #[cfg(test)]

@@ -85,7 +85,8 @@ pub struct Delivery {
 #[derive(Debug)]
 pub enum Event {
     Method(AMQPClass),
-    Delivery(Delivery),
+    // Boxed: message properties make a delivery several times larger than a method.
+    Delivery(Box<Delivery>),
 }
 
 /// How long a read may wait for bytes.
@@ -600,11 +601,11 @@ impl Connection {
         }
         let incoming = self.incoming.take()?;
         let deliver = incoming.deliver?;
-        Some(Event::Delivery(Delivery {
+        Some(Event::Delivery(Box::new(Delivery {
             tag: deliver.delivery_tag,
             properties: incoming.properties.unwrap_or_default(),
             body: incoming.body,
-        }))
+        })))
     }
 
     /// Answers a connection.close and turns it into an error.

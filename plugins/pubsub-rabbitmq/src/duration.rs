@@ -12,49 +12,11 @@ pub fn go_duration(text: &str) -> Option<Duration> {
     if body == "0" {
         return Some(Duration::ZERO);
     }
-    let nanos = nanos(body)?;
+    let nanos = go_duration::nanos(body)?;
     Some(if negative {
         Duration::ZERO
     } else {
         Duration::from_nanos(nanos)
-    })
-}
-
-/// One or more `<number><unit>` parts.
-fn nanos(mut text: &str) -> Option<u64> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !text.is_empty() {
-        let number_len = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        if number_len == 0 {
-            return None;
-        }
-        let number: f64 = text[..number_len].parse().ok()?;
-        text = &text[number_len..];
-        let unit_len = text
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(text.len());
-        let scale = match &text[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        text = &text[unit_len..];
-        total += number * scale;
-    }
-    // Saturate rather than fail: nobody means a TTL past ~584 years.
-    Some(if total.is_finite() && total < u64::MAX as f64 {
-        total as u64
-    } else {
-        u64::MAX
     })
 }
 

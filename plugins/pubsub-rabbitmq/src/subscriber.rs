@@ -109,7 +109,7 @@ impl Subscriber {
             };
             match conn.next_event(wait) {
                 Ok(None) => break,
-                Ok(Some(Event::Delivery(delivery))) => out.push(self.accept(delivery)),
+                Ok(Some(Event::Delivery(delivery))) => out.push(self.accept(*delivery)),
                 Ok(Some(Event::Method(AMQPClass::Basic(basic::AMQPMethod::Cancel(_))))) => {
                     // The broker cancelled our consumer: the queue was deleted (or, for a
                     // quorum queue, lost its leader). Start over on a new connection, which

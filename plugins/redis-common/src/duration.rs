@@ -25,7 +25,7 @@ pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
-    let nanos = go_duration_nanos(body).ok_or_else(|| {
+    let nanos = go_duration::nanos(body).ok_or_else(|| {
         format!(
             "{text:?} is not a duration: use milliseconds (500) or a Go duration (500ms, 2s, 1m)"
         )
@@ -35,37 +35,6 @@ pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
         (true, _) => Timeout::Negative,
         (false, n) => Timeout::After(Duration::from_nanos(n)),
     })
-}
-
-/// Go's `time.ParseDuration` without the sign: one or more `<number><unit>` parts.
-fn go_duration_nanos(mut text: &str) -> Option<u64> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !text.is_empty() {
-        let number_len = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let number: f64 = text[..number_len].parse().ok()?;
-        text = &text[number_len..];
-        let unit_len = text
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(text.len());
-        let scale = match &text[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        text = &text[unit_len..];
-        total += number * scale;
-    }
-    // A float keeps `1.5s` simple; anything past ~584 years is not a duration anyone means.
-    (total.is_finite() && total < u64::MAX as f64).then_some(total as u64)
 }
 
 /// Whole milliseconds, rounded up so that a non-zero wait never becomes Redis's `0` ("forever").
