@@ -151,3 +151,102 @@ fn topic_scopes_limit_publishing_and_subscribing() {
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed[0]["topic"], "open");
 }
+
+/// Routing rules are CEL, as in daprd: comparisons on JSON numbers (integers and floats alike),
+/// `has()`, string functions, `in`; first match wins, then the default. A rule whose
+/// evaluation fails on a field an event lacks does not take it (`error && false` is false).
+#[test]
+fn cel_routing_rules_pick_the_route() {
+    let broker = Broker::start(KIND);
+    let topic = unique_topic("cel-routes");
+    let app = TestApp::start(json!([{
+        "pubsubname": PUBSUB,
+        "topic": topic,
+        "routes": {
+            "rules": [
+                { "match": "event.data.amount > 100 && has(event.data.priority)", "path": "/big" },
+                { "match": "event.type.startsWith(\"order.\")", "path": "/orders" },
+                { "match": "has(event.data.tags) && 'vip' in event.data.tags", "path": "/vip" },
+            ],
+            "default": "/other",
+        },
+    }]));
+    let sidecar = broker.subscriber("cel-router", &app).start();
+    let pubsub = sidecar.pubsub(PUBSUB);
+
+    // (id, CloudEvent type, data, expected route)
+    let events = [
+        (
+            "big-int",
+            "order.created",
+            json!({"amount": 500, "priority": "high"}),
+            "/big",
+        ),
+        (
+            "big-float",
+            "payment.done",
+            json!({"amount": 100.5, "priority": "low"}),
+            "/big",
+        ),
+        (
+            "big-no-priority",
+            "order.created",
+            json!({"amount": 500}),
+            "/orders",
+        ),
+        (
+            "small-order",
+            "order.created",
+            json!({"amount": 5, "priority": "high"}),
+            "/orders",
+        ),
+        (
+            "no-amount",
+            "order.cancelled",
+            json!({"reason": "late"}),
+            "/orders",
+        ),
+        (
+            "vip",
+            "payment.done",
+            json!({"amount": 100, "tags": ["new", "vip"]}),
+            "/vip",
+        ),
+        (
+            "not-vip",
+            "payment.done",
+            json!({"amount": 100, "tags": ["new"]}),
+            "/other",
+        ),
+        (
+            "boundary",
+            "payment.done",
+            json!({"amount": 100, "priority": "high"}),
+            "/other",
+        ),
+        ("no-order", "orders.created", json!({"amount": 1}), "/other"),
+    ];
+    for (id, event_type, data, _) in &events {
+        pubsub
+            .publish_raw(
+                &topic,
+                &format!("?metadata.cloudevent.id={id}&metadata.cloudevent.type={event_type}"),
+                Some("application/json"),
+                data.to_string().as_bytes(),
+            )
+            .expect_no_content();
+    }
+
+    app.wait_for(events.len(), ARRIVAL);
+    app.assert_quiet(Duration::from_millis(400));
+    let deliveries = app.deliveries();
+    assert_eq!(deliveries.len(), events.len(), "each event once");
+    for (id, _, data, route) in &events {
+        let got: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| d.id() == *id)
+            .map(|d| d.path.as_str())
+            .collect();
+        assert_eq!(got, [*route], "event {id} with data {data}");
+    }
+}
