@@ -2,6 +2,7 @@
 //! after the app's answer (reference §2.3). Deliveries run in parallel up to the
 //! component's concurrency; retries back off; exhausted messages go to the dead-letter topic.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use super::channel::AppChannel;
 use super::subscription::SubscriptionSpec;
 use crate::blocks::pubsub::cloudevent::CLOUDEVENTS_JSON;
 use crate::blocks::pubsub::{
-    parse_bool, IncomingMessage, Outcome, OutgoingMessage, PubSub, PubSubError,
+    parse_bool, IncomingMessage, Outcome, OutgoingMessage, PubSub, PubSubError, Settlement,
 };
+use crate::plugins::bindings::describe_error;
 
 /// How deliveries are retried before a message counts as failed.
 #[derive(Debug, Clone)]
@@ -41,9 +43,15 @@ impl Default for DeliveryPolicy {
 }
 
 /// How long `next` may wait when nothing is in flight; with deliveries in flight it
-/// returns sooner, so their acks are not held up.
+/// returns sooner, so their answers are settled soon; with messages read ahead it does not
+/// wait at all.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 const BUSY_WAIT: Duration = Duration::from_millis(20);
+
+/// Messages read ahead of the deliveries, as a multiple of the concurrency: a slot that
+/// frees up is refilled from memory, not after a broker round trip (daprd's Redis
+/// component reads ahead the same way, `queueDepth`).
+const READ_AHEAD: usize = 2;
 
 /// What the app's answer (or its silence) means for one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,48 +109,65 @@ impl Subscriber {
     }
 
     /// Pulls and delivers until stopped (returns true) or the subscription breaks (false).
+    /// Answers are settled in batches, between pulls: a slot frees up as soon as the app
+    /// answers, not when the broker has the acknowledgement.
     async fn pump(
         self: Arc<Self>,
         mut subscription: crate::blocks::pubsub::Subscription,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
-        let (done_tx, mut done) = mpsc::unbounded_channel::<(String, Outcome)>();
-        let mut in_flight = 0usize;
+        let (done_tx, mut done) = mpsc::unbounded_channel::<Settlement>();
+        let concurrency = self.policy.concurrency.max(1);
+        let mut ahead: VecDeque<IncomingMessage> = VecDeque::new();
+        let mut delivering = 0usize;
+        let mut answered = Vec::new();
         let stopped = loop {
-            while let Ok((id, outcome)) = done.try_recv() {
-                in_flight -= 1;
-                self.ack(&mut subscription, id, outcome).await;
+            while let Ok(settlement) = done.try_recv() {
+                delivering -= 1;
+                answered.push(settlement);
+            }
+            if !answered.is_empty() {
+                self.settle(&mut subscription, std::mem::take(&mut answered))
+                    .await;
             }
             if *stop.borrow() {
                 break true;
             }
-            let room = self.policy.concurrency.saturating_sub(in_flight);
-            if room == 0 {
+            while delivering < concurrency {
+                let Some(message) = ahead.pop_front() else {
+                    break;
+                };
+                delivering += 1;
+                let this = Arc::clone(&self);
+                let done = done_tx.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let id = message.id.clone();
+                    let outcome = this.handle(message, stop).await;
+                    let _ = done.send(Settlement { id, outcome });
+                });
+            }
+            let wanted = (READ_AHEAD * concurrency).saturating_sub(ahead.len() + delivering);
+            if wanted == 0 {
                 tokio::select! {
-                    Some((id, outcome)) = done.recv() => {
-                        in_flight -= 1;
-                        self.ack(&mut subscription, id, outcome).await;
+                    Some(settlement) = done.recv() => {
+                        delivering -= 1;
+                        answered.push(settlement);
                     }
                     _ = stop.changed() => {}
                 }
                 continue;
             }
-            let wait = if in_flight > 0 { BUSY_WAIT } else { IDLE_WAIT };
-            let max = u32::try_from(room).unwrap_or(u32::MAX);
+            let wait = if !ahead.is_empty() {
+                Duration::ZERO
+            } else if delivering > 0 {
+                BUSY_WAIT
+            } else {
+                IDLE_WAIT
+            };
+            let max = u32::try_from(wanted).unwrap_or(u32::MAX);
             match subscription.next(max, wait).await {
-                Ok(messages) => {
-                    for message in messages {
-                        in_flight += 1;
-                        let this = Arc::clone(&self);
-                        let done = done_tx.clone();
-                        let stop = stop.clone();
-                        tokio::spawn(async move {
-                            let id = message.id.clone();
-                            let outcome = this.handle(message, stop).await;
-                            let _ = done.send((id, outcome));
-                        });
-                    }
-                }
+                Ok(messages) => ahead.extend(messages),
                 Err(PubSubError::Lost) => break false,
                 Err(err) => {
                     tracing::warn!(
@@ -154,32 +179,50 @@ impl Subscriber {
                 }
             }
         };
-        // Finish what was handed to the app; anything not acked is redelivered by the broker.
-        while in_flight > 0 {
+        // Finish what was handed to the app; hand back what was read ahead. Anything not
+        // settled is delivered again by the broker.
+        while delivering > 0 {
             match done.recv().await {
-                Some((id, outcome)) => {
-                    in_flight -= 1;
-                    self.ack(&mut subscription, id, outcome).await;
+                Some(settlement) => {
+                    delivering -= 1;
+                    answered.push(settlement);
                 }
                 None => break,
             }
         }
+        answered.extend(ahead.into_iter().map(|message| Settlement {
+            id: message.id,
+            outcome: Outcome::Retry,
+        }));
+        if !answered.is_empty() {
+            self.settle(&mut subscription, answered).await;
+        }
         stopped
     }
 
-    async fn ack(
+    async fn settle(
         &self,
         subscription: &mut crate::blocks::pubsub::Subscription,
-        id: String,
-        outcome: Outcome,
+        settled: Vec<Settlement>,
     ) {
-        if let Err(err) = subscription.ack(id.clone(), outcome).await {
-            tracing::warn!(
+        let count = settled.len();
+        match subscription.ack(settled).await {
+            Ok(failures) => {
+                for failure in failures {
+                    tracing::warn!(
+                        component = self.pubsub.name(),
+                        topic = %self.spec.topic,
+                        message_id = %failure.id,
+                        "acknowledging a message failed (the broker will deliver it again): {}",
+                        describe_error(&failure.error)
+                    );
+                }
+            }
+            Err(err) => tracing::warn!(
                 component = self.pubsub.name(),
                 topic = %self.spec.topic,
-                message_id = %id,
-                "acknowledging a message failed (the broker will deliver it again): {err}"
-            );
+                "acknowledging {count} messages failed (the broker will deliver them again): {err}"
+            ),
         }
     }
 
@@ -347,7 +390,7 @@ fn delivery_headers(
 /// A raw-payload subscription gets the broker's bytes in a fresh envelope.
 fn wrap_raw(message: &IncomingMessage, spec: &SubscriptionSpec) -> Vec<u8> {
     let event = serde_json::json!({
-        "id": uuid::Uuid::new_v4().to_string(),
+        "id": crate::blocks::pubsub::cloudevent::new_event_id(),
         "specversion": "1.0",
         "datacontenttype": "application/octet-stream",
         "source": "Dapr",

@@ -35,7 +35,7 @@ pub use state::exports::blockhost::plugin::lifecycle::PluginInfo;
 /// The package every plugin interface lives in; exports are matched against it to learn a
 /// plugin's world.
 pub const PACKAGE: &str = "blockhost:plugin";
-pub const PACKAGE_VERSION: &str = "0.1.0";
+pub const PACKAGE_VERSION: &str = "0.2.0";
 
 /// Log lines written by plugins carry this target, apart from the host's own.
 const PLUGIN_LOG_TARGET: &str = "blockhost::plugin";

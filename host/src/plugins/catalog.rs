@@ -9,7 +9,7 @@ use std::time::Duration;
 use wasmtime::component::{InstancePre, Linker};
 use wasmtime::Engine;
 
-use super::bindings::{state, PluginInfo, PACKAGE};
+use super::bindings::{state, PluginInfo, PACKAGE, PACKAGE_VERSION};
 use super::cache::{CompileCache, Origin};
 use super::instance::{arm_deadline, new_store, PluginState};
 
@@ -40,7 +40,7 @@ impl PluginKind {
         ("name-resolution", PluginKind::NameResolution),
     ];
 
-    /// `blockhost:plugin/state-store@0.1.0` → `State`.
+    /// `blockhost:plugin/state-store@0.2.0` → `State`.
     fn from_export(name: &str) -> Option<Self> {
         let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
         let interface = rest.split('@').next()?;
@@ -182,10 +182,21 @@ async fn load_plugin(
     };
     tracing::debug!(plugin = %file_name, elapsed = ?started.elapsed(), "{message}");
 
-    let kind = component
+    let exports: Vec<String> = component
         .component_type()
         .exports(engine)
-        .find_map(|(name, _)| PluginKind::from_export(name))
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if let Some(other) = exports.iter().find_map(|name| foreign_version(name)) {
+        return Err(format!(
+            "it was built against {PACKAGE}@{other}, and this sidecar speaks \
+             {PACKAGE}@{PACKAGE_VERSION}: rebuild the plugin against the wit/ directory of \
+             this sidecar's version (wit/README.md lists what changed)"
+        ));
+    }
+    let kind = exports
+        .iter()
+        .find_map(|name| PluginKind::from_export(name))
         .ok_or_else(|| {
             format!(
                 "it exports no blockhost plugin interface (expected one world of the \
@@ -205,6 +216,13 @@ async fn load_plugin(
         info,
         instance_pre,
     })
+}
+
+/// The version of a `blockhost:plugin/<interface>@<version>` export, when it is not ours.
+fn foreign_version(export: &str) -> Option<&str> {
+    let rest = export.strip_prefix(PACKAGE)?.strip_prefix('/')?;
+    let (_, version) = rest.split_once('@')?;
+    (version != PACKAGE_VERSION).then_some(version)
 }
 
 /// Runs `describe()` in a store with no grants at all.
@@ -231,4 +249,21 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
         |state| state,
     )?;
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{foreign_version, PACKAGE_VERSION};
+
+    #[test]
+    fn exports_of_another_contract_version_are_recognised() {
+        assert_eq!(
+            foreign_version("blockhost:plugin/pubsub@0.1.0"),
+            Some("0.1.0")
+        );
+        let ours = format!("blockhost:plugin/pubsub@{PACKAGE_VERSION}");
+        assert_eq!(foreign_version(&ours), None);
+        assert_eq!(foreign_version("wasi:http/incoming-handler@0.2.0"), None);
+        assert_eq!(foreign_version("blockhost:plugin/pubsub"), None);
+    }
 }

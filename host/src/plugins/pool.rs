@@ -41,7 +41,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     /// `init` returned an error for a new instance.
     #[error("plugin init failed: {}", describe_error(.0))]
@@ -219,6 +219,11 @@ impl<B: WorldBindings> Pool<B> {
     /// (an in-memory bus, say) lives in that instance, so every caller must use it.
     pub fn is_single_instance(&self) -> bool {
         self.size == 1
+    }
+
+    /// The most instances that may run at once.
+    pub fn size(&self) -> u32 {
+        self.size
     }
 
     /// A new initialised instance outside the pool, for work that blocks for long (a

@@ -22,7 +22,7 @@ use bindings::blockhost::plugin::log::{log, Level};
 use bindings::exports::blockhost::plugin::lifecycle::{self, PluginInfo};
 use bindings::exports::blockhost::plugin::pubsub::{
     self, BulkEntry, BulkFailure, Error, IncomingMessage, Metadata, Outcome, OutgoingMessage,
-    SubscribeRequest,
+    SettleFailure, Settlement, SubscribeRequest,
 };
 
 use bus::{Acked, Bus, BusError, Limits, Published, Settle};
@@ -192,22 +192,25 @@ impl pubsub::GuestSubscription for InMemorySubscription {
             .collect())
     }
 
-    fn ack(&self, id: String, outcome: Outcome) -> Result<(), Error> {
-        let settle = match outcome {
-            Outcome::Success | Outcome::Drop => Settle::Done,
-            Outcome::Retry => Settle::Retry,
-        };
-        match BUS
-            .with_borrow_mut(|bus| bus.ack(self.id, &id, settle))
-            .map_err(to_wit)?
-        {
-            Acked::Settled => {}
-            Acked::NotInFlight => log(
-                Level::Debug,
-                &format!("message {id} was not in flight (acknowledged before, or redelivered after its processingTimeout)"),
-            ),
-        }
-        Ok(())
+    fn ack(&self, settled: Vec<Settlement>) -> Result<Vec<SettleFailure>, Error> {
+        let mut failures = Vec::new();
+        BUS.with_borrow_mut(|bus| {
+            for Settlement { id, outcome } in settled {
+                let settle = match outcome {
+                    Outcome::Success | Outcome::Drop => Settle::Done,
+                    Outcome::Retry => Settle::Retry,
+                };
+                match bus.ack(self.id, &id, settle) {
+                    Ok(Acked::Settled) => {}
+                    Ok(Acked::NotInFlight) => log(
+                        Level::Debug,
+                        &format!("message {id} was not in flight (acknowledged before, or redelivered after its processingTimeout)"),
+                    ),
+                    Err(e) => failures.push(SettleFailure { id, error: to_wit(e) }),
+                }
+            }
+        });
+        Ok(failures)
     }
 }
 

@@ -365,25 +365,26 @@ impl Connection {
         }
     }
 
-    pub fn ack(&mut self, tag: u64) -> Result<(), AmqpError> {
-        self.send_method(
-            CHANNEL,
-            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                delivery_tag: tag,
-                multiple: false,
-            })),
-        )
-    }
-
-    pub fn nack(&mut self, tag: u64, requeue: bool) -> Result<(), AmqpError> {
-        self.send_method(
-            CHANNEL,
-            AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
-                delivery_tag: tag,
-                multiple: false,
-                requeue,
-            })),
-        )
+    /// Acks and nacks many deliveries in one write: `Some(requeue)` nacks, `None` acks.
+    pub fn settle(&mut self, deliveries: &[(u64, Option<bool>)]) -> Result<(), AmqpError> {
+        let frames: Vec<AMQPFrame> = deliveries
+            .iter()
+            .map(|&(delivery_tag, nack)| {
+                let method = match nack {
+                    None => basic::AMQPMethod::Ack(basic::Ack {
+                        delivery_tag,
+                        multiple: false,
+                    }),
+                    Some(requeue) => basic::AMQPMethod::Nack(basic::Nack {
+                        delivery_tag,
+                        multiple: false,
+                        requeue,
+                    }),
+                };
+                AMQPFrame::Method(CHANNEL, AMQPClass::Basic(method))
+            })
+            .collect();
+        self.send_frames(&frames)
     }
 
     /// Appends one basic.publish (method, header and body frames) to `out` and returns the

@@ -201,13 +201,26 @@ impl pubsub::GuestSubscription for Subscription {
             .collect())
     }
 
-    fn ack(&self, id: String, outcome: pubsub::Outcome) -> Result<(), Error> {
-        let outcome = match outcome {
-            pubsub::Outcome::Success => subscriber::Outcome::Success,
-            pubsub::Outcome::Retry => subscriber::Outcome::Retry,
-            pubsub::Outcome::Drop => subscriber::Outcome::Drop,
-        };
-        self.inner.borrow_mut().ack(&id, outcome).map_err(to_wit)
+    fn ack(&self, settled: Vec<pubsub::Settlement>) -> Result<Vec<pubsub::SettleFailure>, Error> {
+        let settled: Vec<(String, subscriber::Outcome)> = settled
+            .into_iter()
+            .map(|s| {
+                let outcome = match s.outcome {
+                    pubsub::Outcome::Success => subscriber::Outcome::Success,
+                    pubsub::Outcome::Retry => subscriber::Outcome::Retry,
+                    pubsub::Outcome::Drop => subscriber::Outcome::Drop,
+                };
+                (s.id, outcome)
+            })
+            .collect();
+        let rejected = self.inner.borrow_mut().ack(&settled).map_err(to_wit)?;
+        Ok(rejected
+            .into_iter()
+            .map(|(id, failure)| pubsub::SettleFailure {
+                id,
+                error: to_wit(failure),
+            })
+            .collect())
     }
 }
 

@@ -138,45 +138,74 @@ impl Subscriber {
         Ok(out)
     }
 
-    pub fn ack(&mut self, id: &str, outcome: Outcome) -> Result<(), Failure> {
+    /// Acks and nacks a batch in one write. Returns the ids that cannot be settled here,
+    /// each with why; an error means the connection broke and every delivery it carried goes
+    /// back to the queue.
+    pub fn ack(
+        &mut self,
+        settled: &[(String, Outcome)],
+    ) -> Result<Vec<(String, Failure)>, Failure> {
+        let mut rejected = Vec::new();
+        let mut frames = Vec::with_capacity(settled.len());
+        for (id, outcome) in settled {
+            match self.settle_tag(id) {
+                Ok(None) => {}
+                Ok(Some(tag)) => frames.push((
+                    tag,
+                    match outcome {
+                        Outcome::Success => None,
+                        // Dead-lettered to dlq-<queue> when enableDeadLetter is on, else
+                        // discarded.
+                        Outcome::Drop => Some(false),
+                        // The WIT's "deliver again later": the host sends it only to hand a
+                        // message back (shutdown, a dead-letter publish that failed), never
+                        // for a poison message, which it drops or dead-letters after its own
+                        // retries.
+                        Outcome::Retry => Some(true),
+                    },
+                )),
+                Err(failure) => rejected.push((id.clone(), failure)),
+            }
+        }
+        let (false, Some(conn)) = (frames.is_empty(), self.conn.as_mut()) else {
+            return Ok(rejected);
+        };
+        if let Err(e) = conn.settle(&frames) {
+            let failure = self.lost(&e);
+            return Err(Failure::Unavailable(format!(
+                "{}; the {} deliveries go back to the queue and are delivered again",
+                message(&failure),
+                frames.len()
+            )));
+        }
+        Ok(rejected)
+    }
+
+    /// The delivery tag to settle for `id`; `None` under autoAck, where the broker forgot
+    /// the message when it sent it.
+    fn settle_tag(&mut self, id: &str) -> Result<Option<u64>, Failure> {
         let id: u64 = id.trim().parse().map_err(|_| {
             Failure::InvalidArgument(format!(
                 "{id:?} is not a delivery id of this subscription (ids are numbers)"
             ))
         })?;
         if self.config.auto_ack {
-            // autoAck: the broker forgot the message when it sent it.
-            return Ok(());
+            return Ok(None);
         }
         let tag = id.checked_sub(self.id_base).filter(|t| *t > 0);
-        let (Some(tag), Some(conn)) = (tag, self.conn.as_mut()) else {
+        if tag.is_none() || self.conn.is_none() {
             return Err(Failure::Unavailable(format!(
                 "delivery {id} came over a connection to RabbitMQ that has closed since: \
                  the broker has put it back in queue {} and delivers it again",
                 self.sub.queue
             )));
-        };
-        if !self.unacked.remove(&tag) {
-            return Err(Failure::InvalidArgument(format!(
-                "delivery {id} is unknown to this subscription or was already acknowledged"
-            )));
         }
-        let sent = match outcome {
-            Outcome::Success => conn.ack(tag),
-            // Dead-lettered to dlq-<queue> when enableDeadLetter is on, else discarded.
-            Outcome::Drop => conn.nack(tag, false),
-            // The WIT's "deliver again later": the host sends it only to hand a message back
-            // (shutdown, a dead-letter publish that failed), never for a poison message,
-            // which it drops or dead-letters after its own retries.
-            Outcome::Retry => conn.nack(tag, true),
-        };
-        sent.map_err(|e| {
-            let failure = self.lost(&e);
-            Failure::Unavailable(format!(
-                "{}; delivery {id} goes back to the queue and is delivered again",
-                message(&failure)
-            ))
-        })
+        match tag {
+            Some(tag) if self.unacked.remove(&tag) => Ok(Some(tag)),
+            _ => Err(Failure::InvalidArgument(format!(
+                "delivery {id} is unknown to this subscription or was already acknowledged"
+            ))),
+        }
     }
 
     fn accept(&mut self, delivery: Delivery) -> Message {

@@ -13,8 +13,8 @@ use crate::error::PubsubError;
 const HOOKS: Hooks = Hooks {
     log: log_to_host,
     // XADD is `IfUnsent`: a second attempt after the first reached Redis would publish twice.
-    // (XACK, XGROUP CREATE and reads are `Always`: an entry handed out by a read whose reply
-    // was lost stays pending and is redelivered.)
+    // (XACK and XGROUP CREATE are `Always`. A read is `IfUnsent` at first: when its reply is
+    // lost, the subscription reads back what it handed out, see `Subscription::next`.)
     unsent_fate: "; the message may or may not have been published",
 };
 

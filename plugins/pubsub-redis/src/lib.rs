@@ -33,7 +33,7 @@ use bindings::blockhost::plugin::log::{log, Level};
 use bindings::exports::blockhost::plugin::lifecycle::{self, PluginInfo};
 use bindings::exports::blockhost::plugin::pubsub::{
     self, BulkEntry, BulkFailure, Error, IncomingMessage, Metadata, Outcome, OutgoingMessage,
-    SubscribeRequest,
+    SettleFailure, Settlement, SubscribeRequest,
 };
 
 use client::{Client, IntoPubsubError, Retry};
@@ -211,12 +211,25 @@ impl pubsub::GuestSubscription for RedisSubscription {
             .collect())
     }
 
-    fn ack(&self, id: String, outcome: Outcome) -> Result<(), Error> {
-        let settle = match outcome {
-            Outcome::Success | Outcome::Drop => Settle::Done,
-            Outcome::Retry => Settle::Retry,
-        };
-        self.inner.borrow_mut().ack(&id, settle).map_err(to_wit)
+    fn ack(&self, settled: Vec<Settlement>) -> Result<Vec<SettleFailure>, Error> {
+        let settled: Vec<(String, Settle)> = settled
+            .into_iter()
+            .map(|s| {
+                let settle = match s.outcome {
+                    Outcome::Success | Outcome::Drop => Settle::Done,
+                    Outcome::Retry => Settle::Retry,
+                };
+                (s.id, settle)
+            })
+            .collect();
+        let rejected = self.inner.borrow_mut().ack(&settled).map_err(to_wit)?;
+        Ok(rejected
+            .into_iter()
+            .map(|(id, error)| SettleFailure {
+                id,
+                error: to_wit(error),
+            })
+            .collect())
     }
 }
 

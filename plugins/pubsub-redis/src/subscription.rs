@@ -4,8 +4,12 @@
 //! - `next` reads new entries with `XREADGROUP ... BLOCK`; when a redelivery check is due it
 //!   first claims, with XAUTOCLAIM, entries that have been pending for `processingTimeout`,
 //!   and returns those.
-//! - `ack(success | drop)` is `XACK`; `ack(retry)` leaves the entry pending, so it comes back
-//!   through the redelivery check once it has been pending for `processingTimeout`.
+//! - A read whose connection breaks after it was sent may have handed out entries whose reply
+//!   was lost; the next read takes them back from this consumer's pending list at once
+//!   (daprd leaves them to the redelivery check, `processingTimeout` later).
+//! - `ack` sends one `XACK` for every success and drop in its batch; a retry leaves the entry
+//!   pending, so it comes back through the redelivery check once it has been pending for
+//!   `processingTimeout`.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -41,6 +45,11 @@ pub struct Subscription {
     group: String,
     queue_depth: u32,
     reclaim: Option<Reclaim>,
+    /// The id of the newest entry a read handed out.
+    last_read: Option<String>,
+    /// A read's reply may have been lost with its connection: the entries it handed out are
+    /// pending for this consumer, above `last_read`, and nobody will deliver them.
+    recover: bool,
 }
 
 impl Subscription {
@@ -73,6 +82,8 @@ impl Subscription {
             reclaim: settings
                 .redelivery()
                 .map(|r| Reclaim::new(r, Instant::now())),
+            last_read: None,
+            recover: false,
         };
         sub.create_group()?;
         let redelivery = match &sub.reclaim {
@@ -123,7 +134,24 @@ impl Subscription {
         let count = if max == 0 { self.queue_depth } else { max };
         let deadline = Instant::now() + Duration::from_millis(timeout_ms.into());
         let mut recreated = false;
+        let mut lost_once = false;
         loop {
+            if self.recover {
+                let recovered = self.read_own_pending(count)?;
+                self.recover = false;
+                if !recovered.is_empty() {
+                    log(
+                        Level::Info,
+                        &format!(
+                            "recovered {} entries of stream {:?} that a read handed out when \
+                             its connection broke",
+                            recovered.len(),
+                            self.topic
+                        ),
+                    );
+                    return Ok(recovered);
+                }
+            }
             if self
                 .reclaim
                 .as_ref()
@@ -139,9 +167,21 @@ impl Subscription {
             if let Some(r) = &self.reclaim {
                 block = block.min(r.until_due(now));
             }
-            match self.read_new(count, block) {
+            // The first attempt does not retry by itself once the read is sent: Redis may
+            // have handed out entries whose reply the broken connection lost.
+            let retry = if lost_once {
+                Retry::Always
+            } else {
+                Retry::IfUnsent
+            };
+            match self.read_new(count, block, retry) {
                 Ok(messages) if !messages.is_empty() => return Ok(messages),
                 Ok(_) => {}
+                Err(CallError::Down(_)) if !lost_once => {
+                    lost_once = true;
+                    self.recover = true;
+                    continue;
+                }
                 // The group is gone: Redis lost its data (a restart without persistence) or
                 // someone deleted the stream. Recreate it, as daprd does, and read on.
                 Err(e) if e.code() == Some("NOGROUP") && !recreated => {
@@ -170,7 +210,12 @@ impl Subscription {
 
     /// `XREADGROUP GROUP <g> <g> COUNT <count> [BLOCK <ms>] STREAMS <topic> >`. A zero block
     /// does not wait at all (Redis's `BLOCK 0` would wait forever, so it is left out).
-    fn read_new(&mut self, count: u32, block: Duration) -> Result<Vec<Message>, CallError> {
+    fn read_new(
+        &mut self,
+        count: u32,
+        block: Duration,
+        retry: Retry,
+    ) -> Result<Vec<Message>, CallError> {
         let block_ms = ceil_millis(block);
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
@@ -186,13 +231,66 @@ impl Subscription {
             self.client.config().read_timeout
         };
         cmd.arg("STREAMS").arg(&self.topic).arg(">");
-        let reply: Value = self.client.run(Retry::Always, |link| {
+        let reply: Value = self.client.run(retry, |link| {
             link.with_read_timeout(socket_timeout, |link| cmd.query(link))
         })?;
         let entries = parse_read(reply).map_err(|e| {
             CallError::Down(format!("Redis sent a reply this plugin cannot read: {e}"))
         })?;
-        Ok(self.messages(entries).0)
+        let messages = self.messages(entries).0;
+        self.note_read(&messages);
+        Ok(messages)
+    }
+
+    /// Keeps `last_read` at the newest id handed out by any read or claim.
+    fn note_read(&mut self, messages: &[Message]) {
+        let key = |id: &str| {
+            let (ms, seq) = id.split_once('-')?;
+            Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?))
+        };
+        for message in messages {
+            let newer = match &self.last_read {
+                Some(last) => key(&message.id) > key(last),
+                None => true,
+            };
+            if newer {
+                self.last_read = Some(message.id.clone());
+            }
+        }
+    }
+
+    /// This consumer's pending entries above `last_read`: what a lost reply handed out.
+    /// (`XREADGROUP` with an id instead of `>` reads the consumer's pending list.) A
+    /// competing sidecar of the same app shares the consumer name, so an entry it holds may
+    /// come twice; at-least-once allows that, and it happens only after a broken read.
+    fn read_own_pending(&mut self, count: u32) -> Result<Vec<Message>> {
+        let after = self.last_read.clone().unwrap_or_else(|| "0-0".to_owned());
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.group)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&self.topic)
+            .arg(&after);
+        let reply: Value = match self.client.run(Retry::Always, |link| cmd.query(link)) {
+            Ok(reply) => reply,
+            // The group is gone with Redis's data: nothing is pending; the read recreates it.
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e.into_error(&format!(
+                    "reading the pending entries of stream {:?}",
+                    self.topic
+                )))
+            }
+        };
+        let entries = parse_read(reply).map_err(|e| {
+            PubsubError::Internal(format!("Redis sent a reply this plugin cannot read: {e}"))
+        })?;
+        let messages = self.messages(entries).0;
+        self.note_read(&messages);
+        Ok(messages)
     }
 
     /// One XAUTOCLAIM step of the redelivery check.
@@ -245,6 +343,7 @@ impl Subscription {
             );
         }
         let (messages, gone) = self.messages(claimed.entries);
+        self.note_read(&messages);
         if !gone.is_empty() {
             // Redis 6.2 lists deleted entries without fields and keeps them pending: acknowledge
             // them so they stop coming back, as daprd does.
@@ -303,37 +402,58 @@ impl Subscription {
         (messages, gone)
     }
 
-    pub fn ack(&mut self, id: &str, settle: Settle) -> Result<()> {
-        if !is_entry_id(id) {
-            return Err(PubsubError::InvalidArgument(format!(
-                "{id:?} is not a message id this subscription handed out (stream entry ids look like 1700000000000-0)"
-            )));
+    /// Settles a batch with one `XACK` for every entry that is done; entries to retry stay
+    /// pending. Returns the ids that are not entry ids of this stream, each with its error.
+    pub fn ack(&mut self, settled: &[(String, Settle)]) -> Result<Vec<(String, PubsubError)>> {
+        let mut done = Vec::with_capacity(settled.len());
+        let mut rejected = Vec::new();
+        for (id, settle) in settled {
+            if !is_entry_id(id) {
+                rejected.push((
+                    id.clone(),
+                    PubsubError::InvalidArgument(format!(
+                        "{id:?} is not a message id this subscription handed out (stream entry \
+                         ids look like 1700000000000-0)"
+                    )),
+                ));
+            } else if *settle == Settle::Done {
+                done.push(id.as_str());
+            }
+            // Settle::Retry stays pending: the redelivery check claims it once it has been
+            // pending for processingTimeout.
         }
-        if settle == Settle::Retry {
-            // Stays pending: the redelivery check claims it once it has been pending for
-            // processingTimeout.
-            return Ok(());
+        if done.is_empty() {
+            return Ok(rejected);
         }
         let (topic, group) = (&self.topic, &self.group);
         let acked = self.client.run(Retry::Always, |link| {
             redis::cmd("XACK")
                 .arg(topic)
                 .arg(group)
-                .arg(id)
+                .arg(&done)
                 .query::<i64>(link)
         });
         match acked {
-            Ok(0) => {
-                log(
-                    Level::Debug,
-                    &format!("entry {id} of stream {topic:?} was no longer pending"),
-                );
-                Ok(())
+            Ok(n) => {
+                let missing = done.len().saturating_sub(usize::try_from(n).unwrap_or(0));
+                if missing > 0 {
+                    log(
+                        Level::Debug,
+                        &format!(
+                            "{missing} of {} acknowledged entries of stream {topic:?} were no \
+                             longer pending",
+                            done.len()
+                        ),
+                    );
+                }
+                Ok(rejected)
             }
-            Ok(_) => Ok(()),
             // No group, nothing pending: the acknowledgement has nothing left to do.
-            Err(e) if e.code() == Some("NOGROUP") => Ok(()),
-            Err(e) => Err(e.into_error(&format!("acknowledging entry {id} of stream {topic:?}"))),
+            Err(e) if e.code() == Some("NOGROUP") => Ok(rejected),
+            Err(e) => Err(e.into_error(&format!(
+                "acknowledging {} entries of stream {topic:?}",
+                done.len()
+            ))),
         }
     }
 }

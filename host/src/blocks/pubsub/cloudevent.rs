@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use rand::RngExt as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -122,7 +123,7 @@ pub fn envelope(body: &[u8], publish: &Publish<'_>) -> Result<Vec<u8>, EnvelopeE
     let envelope = Envelope {
         id: publish
             .override_of("id")
-            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
+            .map_or_else(new_event_id, str::to_owned),
         specversion: "1.0",
         source,
         event_type: publish.override_of("type").unwrap_or(DEFAULT_TYPE),
@@ -158,7 +159,7 @@ fn complete_user_event(body: &[u8], publish: &Publish<'_>) -> Result<Vec<u8>, En
     };
     set("topic", publish.topic, true);
     set("pubsubname", publish.pubsub, true);
-    set("id", &uuid::Uuid::new_v4().to_string(), false);
+    set("id", &new_event_id(), false);
     set("specversion", "1.0", false);
     set("source", DEFAULT_SOURCE, false);
     set("type", DEFAULT_TYPE, false);
@@ -175,11 +176,21 @@ fn complete_user_event(body: &[u8], publish: &Publish<'_>) -> Result<Vec<u8>, En
     serde_json::to_vec(&event).map_err(|err| EnvelopeError::InvalidCloudEvent(err.to_string()))
 }
 
+/// A random (v4) UUID. The thread's CSPRNG makes it without a system call, which matters
+/// at one event per publish.
+pub fn new_event_id() -> String {
+    uuid::Builder::from_random_bytes(rand::rng().random())
+        .into_uuid()
+        .to_string()
+}
+
 /// A W3C `traceparent` for a new sampled trace.
 fn new_traceparent() -> String {
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
+    let mut rng = rand::rng();
+    let trace: u128 = rng.random();
+    let span: u64 = rng.random();
+    // All-zero ids are invalid; at 2^-128 and 2^-64 that is not worth a loop.
+    format!("00-{trace:032x}-{span:016x}-01")
 }
 
 pub fn rfc3339(time: SystemTime) -> String {
@@ -273,5 +284,21 @@ mod tests {
         let mut p = publish(None, &[]);
         p.expires_in = Some(Duration::from_secs(60));
         assert!(parse(&envelope(b"x", &p).unwrap())["expiration"].is_string());
+    }
+
+    #[test]
+    fn new_ids_are_uuid_v4_and_w3c_traceparents() {
+        let id = super::new_event_id();
+        let parsed = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_ne!(id, super::new_event_id());
+        let traceparent = super::new_traceparent();
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{traceparent}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"));
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 16));
+        assert!(parts[1..3].iter().all(|p| p
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
     }
 }

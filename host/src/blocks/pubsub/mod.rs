@@ -1,6 +1,7 @@
 //! Publish/subscribe: what a pub/sub component offers the API and the subscriber loops,
 //! independent of HTTP. The plugin moves opaque bytes; envelopes are built here.
 
+mod batch;
 pub mod cloudevent;
 mod scopes;
 
@@ -15,8 +16,11 @@ use crate::plugins::bindings::pubsub::PubsubPlugin;
 use crate::plugins::bindings::{describe_error, PluginError};
 use crate::plugins::pool::{CallError, Instance, Pool};
 
+use batch::PublishQueue;
 pub use scopes::TopicScopes;
-pub use wit::{BulkEntry, BulkFailure, IncomingMessage, Outcome, OutgoingMessage};
+pub use wit::{
+    BulkEntry, BulkFailure, IncomingMessage, Outcome, OutgoingMessage, SettleFailure, Settlement,
+};
 
 /// Go's `strconv.ParseBool`, which daprd uses for flags such as `rawPayload`.
 pub fn parse_bool(text: &str) -> Option<bool> {
@@ -44,12 +48,18 @@ pub struct PubSub {
     features: Vec<String>,
     /// Wakes subscribers that share the component's one instance after each publish.
     published: Arc<Notify>,
+    single: PublishQueue,
     delivery_concurrency: usize,
     scopes: TopicScopes,
 }
 
 /// daprd's default number of parallel deliveries per subscription.
 const DEFAULT_CONCURRENCY: usize = 10;
+
+/// How many batches of single publishes may be in the plugin at once. Batching needs
+/// publishes to queue up behind busy lanes, so this is well below a pool's size; the
+/// batches, not more lanes, absorb load.
+const PUBLISH_LANES: u32 = 2;
 
 impl PubSub {
     /// `metadata` is the component's: `concurrency` / `maxConcurrentHandlers` bound the
@@ -76,11 +86,15 @@ impl PubSub {
                 .filter(|n| *n > 0)
                 .unwrap_or(DEFAULT_CONCURRENCY)
         };
+        let published = Arc::new(Notify::new());
+        let lanes = pool.size().min(PUBLISH_LANES) as usize;
+        let single = PublishQueue::start(Arc::clone(&pool), Arc::clone(&published), lanes);
         Self {
             name,
             pool,
             features,
-            published: Arc::new(Notify::new()),
+            published,
+            single,
             delivery_concurrency,
             scopes: TopicScopes::from_metadata(metadata),
         }
@@ -106,18 +120,10 @@ impl PubSub {
         self.pool.close().await;
     }
 
+    /// Returns once the broker has the message. Concurrent publishes share plugin calls
+    /// (see `batch`).
     pub async fn publish(&self, message: OutgoingMessage) -> Result<(), PubSubError> {
-        let result = self
-            .pool
-            .call(move |i| {
-                Box::pin(async move {
-                    let pubsub = i.bindings.blockhost_plugin_pubsub();
-                    pubsub.call_publish(&mut i.store, &message).await
-                })
-            })
-            .await?;
-        self.published.notify_waiters();
-        result.map_err(PubSubError::Plugin)
+        self.single.publish(message).await
     }
 
     /// Returns the entries that failed.
@@ -127,17 +133,7 @@ impl PubSub {
         entries: Vec<BulkEntry>,
         metadata: Vec<(String, String)>,
     ) -> Result<Vec<BulkFailure>, PubSubError> {
-        let result = self
-            .pool
-            .call(move |i| {
-                Box::pin(async move {
-                    let pubsub = i.bindings.blockhost_plugin_pubsub();
-                    pubsub
-                        .call_bulk_publish(&mut i.store, &topic, &entries, &metadata)
-                        .await
-                })
-            })
-            .await?;
+        let result = bulk_call(&self.pool, topic, entries, metadata).await?;
         self.published.notify_waiters();
         result.map_err(PubSubError::Plugin)
     }
@@ -264,7 +260,12 @@ impl Subscription {
         }
     }
 
-    pub async fn ack(&mut self, id: String, outcome: Outcome) -> Result<(), PubSubError> {
+    /// Settles a batch in one plugin call; returns the deliveries the plugin could not
+    /// settle (the broker delivers those again).
+    pub async fn ack(
+        &mut self,
+        settled: Vec<Settlement>,
+    ) -> Result<Vec<SettleFailure>, PubSubError> {
         match &mut self.lane {
             Lane::Dedicated { instance, handle } => {
                 let handle = *handle;
@@ -272,9 +273,7 @@ impl Subscription {
                     .run_dedicated(instance, Duration::ZERO, move |i| {
                         Box::pin(async move {
                             let subscription = i.bindings.blockhost_plugin_pubsub().subscription();
-                            subscription
-                                .call_ack(&mut i.store, handle, &id, outcome)
-                                .await
+                            subscription.call_ack(&mut i.store, handle, &settled).await
                         })
                     })
                     .await?
@@ -284,12 +283,30 @@ impl Subscription {
                 handle, generation, ..
             } => {
                 shared_call(&self.pool, *handle, *generation, move |s, store, h| {
-                    Box::pin(async move { s.call_ack(store, h, &id, outcome).await })
+                    Box::pin(async move { s.call_ack(store, h, &settled).await })
                 })
                 .await
             }
         }
     }
+}
+
+/// One `bulk-publish` call on a pooled instance.
+async fn bulk_call(
+    pool: &Arc<Pool<PubsubPlugin>>,
+    topic: String,
+    entries: Vec<BulkEntry>,
+    metadata: Vec<(String, String)>,
+) -> Result<Result<Vec<BulkFailure>, PluginError>, CallError> {
+    pool.call(move |i| {
+        Box::pin(async move {
+            let pubsub = i.bindings.blockhost_plugin_pubsub();
+            pubsub
+                .call_bulk_publish(&mut i.store, &topic, &entries, &metadata)
+                .await
+        })
+    })
+    .await
 }
 
 /// Calls a subscription method on the shared instance, if it is still the one that holds
