@@ -16,6 +16,7 @@ mod null;
 mod procs;
 mod pubsub;
 mod redis;
+mod relay;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ enum Cmd {
     Run(RunArgs),
     /// The baseline HTTP server (started by `run`; serves until killed).
     NullServer(NullArgs),
+    /// The floor of publish → deliver over the HTTP API (started by `run`; serves until
+    /// killed).
+    Relay(RelayArgs),
 }
 
 #[derive(Args, Clone)]
@@ -83,6 +87,9 @@ pub struct RunArgs {
     /// Skip the state.in-memory measurements.
     #[arg(long)]
     pub no_memory: bool,
+    /// Skip both state measurements (in-memory and Redis), e.g. to iterate on pub/sub.
+    #[arg(long)]
+    pub no_state: bool,
     /// Extra `spec.metadata` of the bench's state.redis component, e.g.
     /// `blockhost.maxInstances=32` or `readTimeout=-1` (repeatable; for experiments).
     #[arg(long = "redis-metadata", value_name = "KEY=VALUE")]
@@ -114,6 +121,14 @@ struct NullArgs {
     etag: String,
 }
 
+#[derive(Args)]
+struct RelayArgs {
+    #[arg(long)]
+    redis_port: u16,
+    #[arg(long)]
+    app_port: u16,
+}
+
 const APP_ID: &str = "bench";
 const MEMORY_STORE: &str = "bench-memory";
 const REDIS_STORE: &str = "bench-redis";
@@ -135,6 +150,7 @@ fn main() -> Result<()> {
                 .context("--content-type is not a header value")?,
             etag: HeaderValue::from_str(&args.etag).context("--etag is not a header value")?,
         }),
+        Some(Cmd::Relay(args)) => relay::serve(args.redis_port, args.app_port),
         Some(Cmd::Run(args)) => run(&args),
         None => bail!("no command"),
     }
@@ -259,7 +275,7 @@ fn run(args: &RunArgs) -> Result<()> {
     let sampler = RssSampler::start(sidecar_pid);
     let null_sampler = RssSampler::start(null_server.pid());
     let mut comparisons = Vec::new();
-    if !args.no_memory {
+    if !args.no_memory && !args.no_state {
         eprintln!("bench: state.in-memory against the null server");
         comparisons.extend(bench.compare(
             "null hyper server",
@@ -270,7 +286,7 @@ fn run(args: &RunArgs) -> Result<()> {
             Some(sidecar_pid),
         )?);
     }
-    if let Some(redis) = &redis {
+    if let Some(redis) = redis.as_ref().filter(|_| !args.no_state) {
         eprintln!("bench: state.redis against a direct client");
         let redis_addr = ([127, 0, 0, 1], redis.port).into();
         let direct = Pair {
@@ -375,7 +391,9 @@ fn measure_pubsub(
     let secs = Duration::from_secs(args.pubsub_secs.max(1));
     let sidecar_addr = ([127, 0, 0, 1], sidecar.port).into();
     let redis_addr = ([127, 0, 0, 1], redis_port).into();
-    eprintln!("bench: pubsub.redis against a direct XADD/XREADGROUP/XACK client");
+    let (relay, relay_port) = procs::spawn_relay(redis_port, app_port)?;
+    let relay_addr = ([127, 0, 0, 1], relay_port).into();
+    eprintln!("bench: pubsub.redis against a direct XADD/XREADGROUP/XACK client and the relay");
     // A one-second warm-up of each side, not counted.
     let warm = Duration::from_secs(1);
     runtime.block_on(pubsub::measure_direct(
@@ -384,17 +402,20 @@ fn measure_pubsub(
         connections,
         warm,
     ))?;
-    runtime.block_on(pubsub::measure_sidecar(
-        sidecar_addr,
-        &recorder,
-        connections,
-        warm,
-    ))?;
+    for addr in [relay_addr, sidecar_addr] {
+        runtime.block_on(pubsub::measure_sidecar(addr, &recorder, connections, warm))?;
+    }
     let mut rows = Vec::new();
     for connections in [connections, 1] {
         let baseline = runtime.block_on(pubsub::measure_direct(
             redis_addr,
             std::sync::Arc::clone(&recorder),
+            connections,
+            secs,
+        ))?;
+        let floor = runtime.block_on(pubsub::measure_sidecar(
+            relay_addr,
+            &recorder,
             connections,
             secs,
         ))?;
@@ -404,7 +425,11 @@ fn measure_pubsub(
             connections,
             secs,
         ))?;
-        for (name, o) in [("direct client", &baseline), ("pubsub.redis", &subject)] {
+        for (name, o) in [
+            ("direct client", &baseline),
+            ("relay", &floor),
+            ("pubsub.redis", &subject),
+        ] {
             eprintln!(
                 "bench: pubsub x{connections}: {name} published {} delivered {} ({:.0}/s) \
                  p50 {:.0} µs p99 {:.0} µs, errors/lost {}",
@@ -419,9 +444,11 @@ fn measure_pubsub(
         rows.push(pubsub::PubsubRow {
             connections,
             baseline,
+            floor,
             subject,
         });
     }
+    drop(relay);
     sidecar.process.stop(STOP_GRACE)?;
     Ok(pubsub::PubsubComparison {
         secs: args.pubsub_secs,

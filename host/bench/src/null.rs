@@ -39,16 +39,21 @@ pub fn serve(answer: Answer) -> Result<()> {
     runtime.block_on(accept_loop(answer))
 }
 
-async fn accept_loop(answer: Answer) -> Result<()> {
+/// Binds an ephemeral 127.0.0.1 port and says `listening <port>` on stdout, which is how the
+/// run learns the port of a helper process it started (`procs::spawn_listener`).
+pub async fn announce_listener(name: &str) -> Result<TcpListener> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
-        .context("the null server cannot bind")?;
+        .with_context(|| format!("{name} cannot bind"))?;
     let port = listener.local_addr()?.port();
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening {port}")?;
-        stdout.flush()?;
-    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening {port}")?;
+    stdout.flush()?;
+    Ok(listener)
+}
+
+async fn accept_loop(answer: Answer) -> Result<()> {
+    let listener = announce_listener("the null server").await?;
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let (stream, _) = listener.accept().await.context("accept failed")?;

@@ -169,18 +169,50 @@ fn tail(log: &Path) -> String {
 
 /// Starts `blockhost-bench null-server` (this executable) and returns it with its port.
 pub fn spawn_null_server(body: &str, content_type: &str, etag: &str) -> Result<(Process, u16)> {
+    spawn_listener(
+        "the null server",
+        &[
+            "null-server",
+            "--body",
+            body,
+            "--content-type",
+            content_type,
+            "--etag",
+            etag,
+        ],
+    )
+}
+
+/// Starts `blockhost-bench relay` (this executable) and returns it with its port.
+pub fn spawn_relay(redis_port: u16, app_port: u16) -> Result<(Process, u16)> {
+    spawn_listener(
+        "the relay",
+        &[
+            "relay",
+            "--redis-port",
+            &redis_port.to_string(),
+            "--app-port",
+            &app_port.to_string(),
+        ],
+    )
+}
+
+/// Starts this executable with `args`; it prints `listening <port>` once it serves.
+fn spawn_listener(name: &str, args: &[&str]) -> Result<(Process, u16)> {
     let exe = std::env::current_exe().context("cannot find the bench executable")?;
     let mut child = Command::new(exe)
-        .args(["null-server", "--body", body])
-        .args(["--content-type", content_type, "--etag", etag])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .context("cannot start the null server")?;
-    let stdout = child.stdout.take().context("null server stdout")?;
+        .with_context(|| format!("cannot start {name}"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .with_context(|| format!("{name}: no stdout"))?;
     let process = Process {
-        name: "the null server".to_owned(),
+        name: name.to_owned(),
         child,
     };
     let mut line = String::new();
@@ -189,7 +221,7 @@ pub fn spawn_null_server(body: &str, content_type: &str, etag: &str) -> Result<(
         .trim()
         .strip_prefix("listening ")
         .and_then(|p| p.parse().ok())
-        .with_context(|| format!("the null server said {line:?} instead of its port"))?;
+        .with_context(|| format!("{name} said {line:?} instead of its port"))?;
     Ok((process, port))
 }
 

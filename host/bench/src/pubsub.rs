@@ -131,12 +131,25 @@ pub struct PubsubComparison {
 pub struct PubsubRow {
     pub connections: usize,
     pub baseline: Outcome,
+    /// The relay (`relay.rs`): the HTTP API's floor.
+    pub floor: Outcome,
     pub subject: Outcome,
 }
 
 impl PubsubRow {
+    /// The sidecar against the direct client.
     pub fn ratio(&self) -> f64 {
         self.subject.measured.throughput / self.baseline.measured.throughput
+    }
+
+    /// The relay against the direct client: the best any sidecar of this API reaches here.
+    pub fn floor_ratio(&self) -> f64 {
+        self.floor.measured.throughput / self.baseline.measured.throughput
+    }
+
+    /// The sidecar against the relay.
+    pub fn ratio_to_floor(&self) -> f64 {
+        self.subject.measured.throughput / self.floor.measured.throughput
     }
 }
 
@@ -298,7 +311,7 @@ pub fn prepare_direct(redis_port: u16) -> Result<()> {
 }
 
 /// A RESP2 value (only what stream replies hold).
-enum Value {
+pub enum Value {
     Bulk(Vec<u8>),
     Array(Vec<Value>),
     Other,
@@ -337,8 +350,58 @@ fn parse(buf: &[u8], pos: usize) -> Result<(Value, usize)> {
     }
 }
 
+/// `XREADGROUP GROUP <group> <consumer> COUNT 100 BLOCK 1000 STREAMS <stream> >`.
+pub fn read_new_command(group: &str, consumer: &str, stream: &str) -> Vec<u8> {
+    resp_command(&[
+        b"XREADGROUP",
+        b"GROUP",
+        group.as_bytes(),
+        consumer.as_bytes(),
+        b"COUNT",
+        b"100",
+        b"BLOCK",
+        b"1000",
+        b"STREAMS",
+        stream.as_bytes(),
+        b">",
+    ])
+}
+
+/// The entries of an `XREADGROUP` reply, `[[stream, [[id, [field, value, ...]], ...]]]` (or
+/// nil): each id with the value of the entry's first field.
+pub fn stream_entries(reply: Value) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let Value::Array(streams) = reply else {
+        return out;
+    };
+    for s in streams {
+        let Value::Array(mut pair) = s else { continue };
+        let Some(Value::Array(entries)) = pair.pop() else {
+            continue;
+        };
+        for entry in entries {
+            let Value::Array(mut parts) = entry else {
+                continue;
+            };
+            let fields = parts.pop();
+            let Some(Value::Bulk(id)) = parts.pop() else {
+                continue;
+            };
+            let data = match fields {
+                Some(Value::Array(mut f)) if f.len() >= 2 => match f.swap_remove(1) {
+                    Value::Bulk(data) => Some(data),
+                    _ => None,
+                },
+                _ => None,
+            };
+            out.push((id, data));
+        }
+    }
+    out
+}
+
 /// Reads one complete reply into a value.
-async fn read_value(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Value> {
+pub async fn read_value(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Value> {
     loop {
         if let Some((end, _)) = resp_reply(buf, 0)? {
             let (value, _) = parse(buf, 0)?;
@@ -365,19 +428,7 @@ async fn consume(
 ) -> Result<()> {
     let mut stream = TcpStream::connect(redis).await?;
     stream.set_nodelay(true)?;
-    let read = resp_command(&[
-        b"XREADGROUP",
-        b"GROUP",
-        b"g",
-        b"c",
-        b"COUNT",
-        b"100",
-        b"BLOCK",
-        b"1000",
-        b"STREAMS",
-        STREAM.as_bytes(),
-        b">",
-    ]);
+    let read = read_new_command("g", "c", STREAM);
     let mut buf = Vec::with_capacity(64 << 10);
     loop {
         if recorder.delivered() >= target.load(Ordering::Relaxed) {
@@ -390,37 +441,13 @@ async fn consume(
         }
         stream.write_all(&read).await?;
         let reply = read_value(&mut stream, &mut buf).await?;
-        // [[stream, [[id, [field, value, ...]], ...]]] or nil.
         let mut ids = Vec::new();
-        if let Value::Array(streams) = reply {
-            for s in streams {
-                let Value::Array(mut pair) = s else { continue };
-                let Some(Value::Array(entries)) = pair.pop() else {
-                    continue;
-                };
-                for entry in entries {
-                    let Value::Array(mut parts) = entry else {
-                        continue;
-                    };
-                    let fields = parts.pop();
-                    let id = parts.pop();
-                    let ts = match fields {
-                        Some(Value::Array(f)) => match f.get(1) {
-                            Some(Value::Bulk(data)) => {
-                                serde_json::from_slice::<serde_json::Value>(data)
-                                    .ok()
-                                    .and_then(|v| v.get("ts")?.as_u64())
-                            }
-                            _ => None,
-                        },
-                        _ => None,
-                    };
-                    recorder.record(ts);
-                    if let Some(Value::Bulk(id)) = id {
-                        ids.push(id);
-                    }
-                }
-            }
+        for (id, data) in stream_entries(reply) {
+            let ts = data
+                .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+                .and_then(|v| v.get("ts")?.as_u64());
+            recorder.record(ts);
+            ids.push(id);
         }
         if !ids.is_empty() {
             let mut acks = Vec::new();
