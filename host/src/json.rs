@@ -43,6 +43,16 @@ impl<'a> Object<'a> {
             .transpose()
     }
 
+    /// A field decoded as `T` (a bool, a number, ...).
+    pub fn value<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, String> {
+        self.raw(name)
+            .map(|raw| {
+                serde_json::from_str(raw.get())
+                    .map_err(|err| format!("field '{name}' has the wrong type: {err}"))
+            })
+            .transpose()
+    }
+
     pub fn object(&self, name: &str) -> Result<Object<'a>, String> {
         match self.raw(name) {
             Some(raw) => Object::parse(raw).map_err(|err| format!("field '{name}': {err}")),

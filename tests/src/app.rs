@@ -216,6 +216,8 @@ struct State {
     /// Deliveries received and not answered yet, and the most there ever were at once.
     in_flight: usize,
     max_in_flight: usize,
+    /// Entries per `bulkSubscribe` request, in arrival order.
+    bulk_sizes: Vec<usize>,
 }
 
 struct Shared {
@@ -297,6 +299,11 @@ impl TestApp {
     }
 
     /// Every delivery so far, in arrival order.
+    /// How many entries each `bulkSubscribe` request carried, in arrival order.
+    pub fn bulk_sizes(&self) -> Vec<usize> {
+        self.shared.lock().bulk_sizes.clone()
+    }
+
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.lock().deliveries.clone()
     }
@@ -691,6 +698,9 @@ fn handle(shared: &Shared, request: Request) -> (u16, String, bool) {
     if request.method != "POST" {
         return (404, String::new(), false);
     }
+    if event["type"] == "com.dapr.event.sent.bulk" {
+        return handle_bulk(shared, state, request, &event, received);
+    }
     let id = event["id"].as_str().unwrap_or_default().to_owned();
     let policy = state
         .policies
@@ -729,6 +739,66 @@ fn handle(shared: &Shared, request: Request) -> (u16, String, bool) {
     }
     let (status, body) = answer.response();
     (status, body.to_owned(), true)
+}
+
+/// A `bulkSubscribe` request: every entry is recorded as a delivery of its own and answered
+/// by the route's policy, all in one `{"statuses": [...]}` answer.
+fn handle_bulk(
+    shared: &Shared,
+    mut state: MutexGuard<'_, State>,
+    request: Request,
+    envelope: &Value,
+    received: Instant,
+) -> (u16, String, bool) {
+    let policy = state
+        .policies
+        .get(&request.path)
+        .cloned()
+        .unwrap_or_default();
+    let entries = envelope["entries"].as_array().cloned().unwrap_or_default();
+    state.bulk_sizes.push(entries.len());
+    let mut statuses = Vec::new();
+    for entry in entries {
+        let event = entry["event"].clone();
+        let id = event["id"].as_str().unwrap_or_default().to_owned();
+        let nth = {
+            let count = state.route_counts.entry(request.path.clone()).or_insert(0);
+            *count += 1;
+            *count
+        };
+        let key = (request.path.clone(), id.clone());
+        let (previous, after_every_failure) =
+            state.attempts.get(&key).copied().unwrap_or((0, false));
+        let attempt = previous + 1;
+        let (answer, by_every) = match policy.decide(&id, attempt, nth, after_every_failure) {
+            Decision::Fixed(answer) => (answer, false),
+            Decision::EveryKth(answer) => (answer, true),
+        };
+        state.attempts.insert(key, (attempt, by_every));
+        let status = match answer {
+            Answer::Drop | Answer::Status(404) => "DROP",
+            answer if answer.accepted() => "SUCCESS",
+            _ => "RETRY",
+        };
+        statuses.push(serde_json::json!({ "entryId": entry["entryId"], "status": status }));
+        state.deliveries.push(Delivery {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            headers: request.headers.clone(),
+            body: event.to_string().into_bytes(),
+            event,
+            attempt,
+            answer,
+            received,
+        });
+    }
+    drop(state);
+    shared.changed.notify_all();
+    if !policy.delay.is_zero() {
+        thread::sleep(policy.delay);
+    }
+    let body = serde_json::json!({ "statuses": statuses }).to_string();
+    (200, body, false)
 }
 
 #[cfg(test)]

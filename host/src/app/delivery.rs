@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -110,21 +110,31 @@ impl Subscriber {
 
     /// Pulls and delivers until stopped (returns true) or the subscription breaks (false).
     /// Answers are settled in batches, between pulls: a slot frees up as soon as the app
-    /// answers, not when the broker has the acknowledgement.
+    /// answers, not when the broker has the acknowledgement. A slot carries one message, or
+    /// with `bulkSubscribe` one request of up to `maxMessagesCount` messages.
     async fn pump(
         self: Arc<Self>,
         mut subscription: crate::blocks::pubsub::Subscription,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
-        let (done_tx, mut done) = mpsc::unbounded_channel::<Settlement>();
+        let (done_tx, mut done) = mpsc::unbounded_channel::<Vec<Settlement>>();
         let concurrency = self.policy.concurrency.max(1);
+        let bulk = self.spec.bulk;
+        let read_ahead = match bulk {
+            Some(bulk) => 2 * bulk.max_messages,
+            None => READ_AHEAD * concurrency,
+        };
         let mut ahead: VecDeque<IncomingMessage> = VecDeque::new();
-        let mut delivering = 0usize;
+        // Since when the oldest message read ahead waits (bulk requests wait to fill up).
+        let mut waiting_since: Option<Instant> = None;
+        let mut slots_taken = 0usize;
+        let mut messages_out = 0usize;
         let mut answered = Vec::new();
         let stopped = loop {
-            while let Ok(settlement) = done.try_recv() {
-                delivering -= 1;
-                answered.push(settlement);
+            while let Ok(settlements) = done.try_recv() {
+                slots_taken -= 1;
+                messages_out -= settlements.len();
+                answered.extend(settlements);
             }
             if !answered.is_empty() {
                 self.settle(&mut subscription, std::mem::take(&mut answered))
@@ -133,41 +143,70 @@ impl Subscriber {
             if *stop.borrow() {
                 break true;
             }
-            while delivering < concurrency {
-                let Some(message) = ahead.pop_front() else {
-                    break;
+            while slots_taken < concurrency && !ahead.is_empty() {
+                let take = match bulk {
+                    None => 1,
+                    Some(bulk) => {
+                        let full = ahead.len() >= bulk.max_messages;
+                        let due = waiting_since.is_some_and(|t| t.elapsed() >= bulk.max_await);
+                        if !full && !due {
+                            break;
+                        }
+                        bulk.max_messages.min(ahead.len())
+                    }
                 };
-                delivering += 1;
+                let unit: Vec<IncomingMessage> = ahead.drain(..take).collect();
+                waiting_since = (!ahead.is_empty()).then(Instant::now);
+                slots_taken += 1;
+                messages_out += unit.len();
                 let this = Arc::clone(&self);
                 let done = done_tx.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    let id = message.id.clone();
-                    let outcome = this.handle(message, stop).await;
-                    let _ = done.send(Settlement { id, outcome });
+                    let settlements = if bulk.is_some() {
+                        this.handle_bulk(unit, stop).await
+                    } else {
+                        let mut settlements = Vec::with_capacity(1);
+                        for message in unit {
+                            let id = message.id.clone();
+                            let outcome = this.handle(message, stop.clone()).await;
+                            settlements.push(Settlement { id, outcome });
+                        }
+                        settlements
+                    };
+                    let _ = done.send(settlements);
                 });
             }
-            let wanted = (READ_AHEAD * concurrency).saturating_sub(ahead.len() + delivering);
+            // A bulk request that waits to fill up is sent when its time is up.
+            let deadline = bulk.zip(waiting_since).map(|(b, t)| t + b.max_await);
+            let wanted = read_ahead.saturating_sub(ahead.len() + messages_out);
             if wanted == 0 {
+                let until = deadline.unwrap_or_else(|| Instant::now() + IDLE_WAIT);
                 tokio::select! {
-                    Some(settlement) = done.recv() => {
-                        delivering -= 1;
-                        answered.push(settlement);
+                    Some(settlements) = done.recv() => {
+                        slots_taken -= 1;
+                        messages_out -= settlements.len();
+                        answered.extend(settlements);
                     }
+                    () = tokio::time::sleep_until(until.into()) => {}
                     _ = stop.changed() => {}
                 }
                 continue;
             }
-            let wait = if !ahead.is_empty() {
-                Duration::ZERO
-            } else if delivering > 0 {
-                BUSY_WAIT
-            } else {
-                IDLE_WAIT
+            let wait = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None if !ahead.is_empty() => Duration::ZERO,
+                None if slots_taken > 0 => BUSY_WAIT,
+                None => IDLE_WAIT,
             };
             let max = u32::try_from(wanted).unwrap_or(u32::MAX);
             match subscription.next(max, wait).await {
-                Ok(messages) => ahead.extend(messages),
+                Ok(messages) => {
+                    if waiting_since.is_none() && !messages.is_empty() {
+                        waiting_since = Some(Instant::now());
+                    }
+                    ahead.extend(messages);
+                }
                 Err(PubSubError::Lost) => break false,
                 Err(err) => {
                     tracing::warn!(
@@ -181,11 +220,11 @@ impl Subscriber {
         };
         // Finish what was handed to the app; hand back what was read ahead. Anything not
         // settled is delivered again by the broker.
-        while delivering > 0 {
+        while slots_taken > 0 {
             match done.recv().await {
-                Some(settlement) => {
-                    delivering -= 1;
-                    answered.push(settlement);
+                Some(settlements) => {
+                    slots_taken -= 1;
+                    answered.extend(settlements);
                 }
                 None => break,
             }
@@ -227,7 +266,11 @@ impl Subscriber {
     }
 
     /// Delivers one message with retries and decides its outcome for the broker.
-    async fn handle(&self, message: IncomingMessage, stop: watch::Receiver<bool>) -> Outcome {
+    pub(super) async fn handle(
+        &self,
+        message: IncomingMessage,
+        stop: watch::Receiver<bool>,
+    ) -> Outcome {
         let raw = self
             .spec
             .metadata_value("rawPayload")
@@ -297,7 +340,7 @@ impl Subscriber {
 
     /// A message the app will not take: to the dead-letter topic if there is one,
     /// otherwise dropped with a warning.
-    async fn give_up(&self, message: &IncomingMessage, reason: &str) -> Outcome {
+    pub(super) async fn give_up(&self, message: &IncomingMessage, reason: &str) -> Outcome {
         let Some(dead_letter) = &self.spec.dead_letter_topic else {
             tracing::warn!(
                 component = self.pubsub.name(),
@@ -361,7 +404,7 @@ fn verdict(status: StatusCode, body: &[u8]) -> Verdict {
     }
 }
 
-fn is_expired(event: &Value) -> bool {
+pub(super) fn is_expired(event: &Value) -> bool {
     event
         .get("expiration")
         .and_then(Value::as_str)
@@ -388,7 +431,7 @@ fn delivery_headers(
 }
 
 /// A raw-payload subscription gets the broker's bytes in a fresh envelope.
-fn wrap_raw(message: &IncomingMessage, spec: &SubscriptionSpec) -> Vec<u8> {
+pub(super) fn wrap_raw(message: &IncomingMessage, spec: &SubscriptionSpec) -> Vec<u8> {
     let event = serde_json::json!({
         "id": crate::blocks::pubsub::cloudevent::new_event_id(),
         "specversion": "1.0",

@@ -1,6 +1,8 @@
 //! What a subscription is, wherever it was declared: `GET /dapr/subscribe` (programmatic)
 //! or a `Subscription` resource (declarative).
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -29,7 +31,42 @@ pub struct SubscriptionSpec {
     pub rules: Vec<Rule>,
     pub metadata: Vec<(String, String)>,
     pub dead_letter_topic: Option<String>,
+    /// `bulkSubscribe.enabled`: the app takes many messages per request.
+    pub bulk: Option<BulkSubscribe>,
     pub kind: Kind,
+}
+
+/// `bulkSubscribe`: up to `max_messages` messages per request to the app, sent once that many
+/// are there or the first has waited `max_await`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkSubscribe {
+    pub max_messages: usize,
+    pub max_await: Duration,
+}
+
+impl BulkSubscribe {
+    /// daprd's defaults for an unset (or non-positive) count and wait.
+    const DEFAULT_MAX_MESSAGES: usize = 100;
+    const DEFAULT_MAX_AWAIT_MS: u64 = 1000;
+
+    pub fn new(
+        enabled: bool,
+        max_messages: Option<i64>,
+        max_await_ms: Option<i64>,
+    ) -> Option<Self> {
+        enabled.then(|| Self {
+            max_messages: max_messages
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(Self::DEFAULT_MAX_MESSAGES),
+            max_await: Duration::from_millis(
+                max_await_ms
+                    .and_then(|n| u64::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .unwrap_or(Self::DEFAULT_MAX_AWAIT_MS),
+            ),
+        })
+    }
 }
 
 impl SubscriptionSpec {
@@ -117,8 +154,14 @@ fn programmatic_entry(raw: &RawValue) -> Result<SubscriptionSpec, String> {
             rule.string("path")?.unwrap_or_default(),
         ));
     }
+    let bulk = entry.object("bulksubscribe")?;
     Ok(SubscriptionSpec {
         rules: rules(rule_list, routes.string("default")?, entry.string("route")?)?,
+        bulk: BulkSubscribe::new(
+            bulk.value("enabled")?.unwrap_or(false),
+            bulk.value("maxmessagescount")?,
+            bulk.value("maxawaitdurationms")?,
+        ),
         metadata: scalar_map(&entry, "metadata")?,
         dead_letter_topic: entry.string("deadlettertopic")?.filter(|t| !t.is_empty()),
         kind: Kind::Programmatic,
@@ -153,7 +196,7 @@ mod tests {
     fn v1_and_v2_forms() {
         let body = br#"[
           {"pubsubname":"pubsub","topic":"orders","route":"orders","metadata":{"rawPayload":"true"},"deadLetterTopic":"poison"},
-          {"pubsubName":"pubsub","topic":"inventory","routes":{"rules":[{"match":"event.type == \"widget\"","path":"/widgets"}],"default":"/products"}},
+          {"pubsubName":"pubsub","topic":"inventory","routes":{"rules":[{"match":"event.type == \"widget\"","path":"/widgets"}],"default":"/products"},"bulkSubscribe":{"enabled":true,"maxMessagesCount":5}},
           {"pubsubname":"pubsub","topic":"nowhere"},
           {"topic":"no-pubsub","route":"/x"}
         ]"#;
@@ -162,6 +205,14 @@ mod tests {
         assert_eq!(specs[0].route(&json!({})), Some("/orders"));
         assert_eq!(specs[0].metadata_value("rawPayload"), Some("true"));
         assert_eq!(specs[0].dead_letter_topic.as_deref(), Some("poison"));
+        assert_eq!(specs[0].bulk, None);
+        assert_eq!(
+            specs[1].bulk,
+            Some(BulkSubscribe {
+                max_messages: 5,
+                max_await: Duration::from_millis(1000)
+            })
+        );
         assert_eq!(specs[1].route(&json!({"type": "widget"})), Some("/widgets"));
         assert_eq!(
             specs[1].route(&json!({"type": "gadget"})),

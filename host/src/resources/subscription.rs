@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{located, ResourceError, Source};
-use crate::app::subscription::{rules, Kind, SubscriptionSpec};
+use crate::app::subscription::{rules, BulkSubscribe, Kind, SubscriptionSpec};
 
 #[derive(Debug, Clone)]
 pub struct DeclaredSubscription {
@@ -38,6 +38,16 @@ struct Spec {
     dead_letter_topic: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, serde_yaml::Value>,
+    bulk_subscribe: Option<BulkSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkSpec {
+    #[serde(default)]
+    enabled: bool,
+    max_messages_count: Option<i64>,
+    max_await_duration_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +110,9 @@ pub(super) fn parse(text: &str, source: &Source) -> Result<DeclaredSubscription,
             rules,
             metadata,
             dead_letter_topic: spec.dead_letter_topic.filter(|t| !t.is_empty()),
+            bulk: spec.bulk_subscribe.and_then(|b| {
+                BulkSubscribe::new(b.enabled, b.max_messages_count, b.max_await_duration_ms)
+            }),
             kind: Kind::Declarative,
         },
         scopes: doc.scopes,
@@ -124,17 +137,19 @@ mod tests {
     fn v2_and_v1_subscriptions() {
         let v2 = "kind: Subscription\nspec:\n  pubsubname: pubsub\n  topic: orders\n  routes:\n    \
                   rules:\n    - match: event.type == \"v2\"\n      path: /v2\n    default: /orders\n  \
-                  deadLetterTopic: poison\n  metadata:\n    rawPayload: true\nscopes: [a]\n";
+                  deadLetterTopic: poison\n  metadata:\n    rawPayload: true\n  bulkSubscribe:\n    \
+                  enabled: true\n    maxAwaitDurationMs: 40\nscopes: [a]\n";
         let s = parse(v2, &source()).unwrap();
+        let bulk = s.spec.bulk.unwrap();
+        assert_eq!((bulk.max_messages, bulk.max_await.as_millis()), (100, 40));
         assert_eq!(s.spec.route(&json!({"type": "v2"})), Some("/v2"));
         assert_eq!(s.spec.route(&json!({"type": "v1"})), Some("/orders"));
         assert_eq!(s.spec.metadata_value("rawPayload"), Some("true"));
         assert!(s.in_scope("a") && !s.in_scope("b"));
         let v1 = "kind: Subscription\nspec:\n  pubsubname: p\n  topic: t\n  route: /t\n";
-        assert_eq!(
-            parse(v1, &source()).unwrap().spec.route(&json!({})),
-            Some("/t")
-        );
+        let v1 = parse(v1, &source()).unwrap();
+        assert_eq!(v1.spec.route(&json!({})), Some("/t"));
+        assert_eq!(v1.spec.bulk, None);
         let none = "kind: Subscription\nspec:\n  pubsubname: p\n  topic: t\n";
         assert!(parse(none, &source())
             .unwrap_err()

@@ -217,3 +217,54 @@ pub fn concurrency_bounds_parallel_deliveries(kind: PubSubKind) {
         );
     }
 }
+
+/// `bulkSubscribe`: the app gets many messages per request (`application/json`, type
+/// `com.dapr.event.sent.bulk`) and answers one status per entry: an entry answered RETRY comes
+/// again, one answered DROP does not, the others arrive once.
+pub fn bulk_subscribe(kind: PubSubKind) {
+    let topic = unique_topic("bulk");
+    let f = start(
+        kind,
+        "bulk-reader",
+        json!([{
+            "pubsubname": crate::pubsub::PUBSUB,
+            "topic": topic,
+            "route": "/bulk",
+            "bulkSubscribe": {"enabled": true, "maxMessagesCount": 5, "maxAwaitDurationMs": 300},
+        }]),
+    );
+    let id = |what: &str| format!("{what}-{topic}");
+    f.app.set_policy(
+        "/bulk",
+        Policy::new()
+            .answer_first(&id("retry"), Answer::Retry, 1)
+            .answer(&id("drop"), Answer::Drop),
+    );
+    let mut ids: Vec<String> = (0..10).map(|n| id(&format!("m{n}"))).collect();
+    ids.extend([id("retry"), id("drop")]);
+    for (n, id) in ids.iter().enumerate() {
+        f.api.publish_with_id(&topic, id, &json!({ "n": n }));
+    }
+
+    f.app.wait_for_accepted("/bulk", 11, ARRIVAL);
+    f.app.assert_quiet(QUIET);
+    let deliveries = f.app.deliveries_to("/bulk");
+    let times = |id: &str| deliveries.iter().filter(|d| d.id() == id).count();
+    assert_eq!(times(&id("retry")), 2, "RETRY delivers it again");
+    assert_eq!(times(&id("drop")), 1, "DROP does not");
+    for id in &ids[..10] {
+        assert_eq!(times(id), 1, "{id} once");
+    }
+    assert_eq!(f.app.accepted_ids("/bulk").len(), 11);
+    let sizes = f.app.bulk_sizes();
+    assert_eq!(sizes.iter().sum::<usize>(), 13, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| (1..=5).contains(&n)), "{sizes:?}");
+    assert!(
+        sizes.iter().any(|&n| n > 1),
+        "messages share requests: {sizes:?}"
+    );
+    let first = &deliveries[0];
+    assert_eq!(first.header("content-type"), Some("application/json"));
+    assert_eq!(first.header("pubsubname"), Some(crate::pubsub::PUBSUB));
+    assert_eq!(first.event["topic"], json!(topic));
+}

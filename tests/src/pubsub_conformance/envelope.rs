@@ -238,6 +238,7 @@ pub fn publish_errors(kind: PubSubKind) {
 pub fn raw_payload(kind: PubSubKind) {
     let raw_topic = unique_topic("raw");
     let plain_topic = unique_topic("plain");
+    let bulk_topic = unique_topic("raw-bulk");
     let app_id = "raw-app";
     let f = start(
         kind,
@@ -246,9 +247,23 @@ pub fn raw_payload(kind: PubSubKind) {
             { "pubsubname": PUBSUB, "topic": raw_topic, "route": "/raw",
               "metadata": { "rawPayload": "true" } },
             subscription(&plain_topic, "/plain"),
+            { "pubsubname": PUBSUB, "topic": bulk_topic, "route": "/raw-bulk",
+              "metadata": { "rawPayload": "true" },
+              "bulkSubscribe": { "enabled": true, "maxAwaitDurationMs": 50 } },
         ]),
     );
     let bytes = [0u8, 1, 2, 254, 255];
+    f.api
+        .publish_raw(
+            &bulk_topic,
+            "?metadata.rawPayload=true",
+            Some("application/octet-stream"),
+            &bytes,
+        )
+        .expect_no_content();
+    // A raw entry of a bulk request is the message's bytes in base64.
+    let bulk = f.app.wait_for_route("/raw-bulk", 1, ARRIVAL);
+    assert_eq!(bulk[0].event, json!("AAEC/v8="), "{:?}", bulk[0].event);
     f.api
         .publish_raw(
             &raw_topic,

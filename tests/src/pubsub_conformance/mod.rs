@@ -13,8 +13,8 @@ mod envelope;
 mod routing;
 
 pub use delivery::{
-    at_least_once_despite_failures, concurrency_bounds_parallel_deliveries, dead_letter_topic,
-    publish_and_receive_all, retry_redelivers_drop_does_not,
+    at_least_once_despite_failures, bulk_subscribe, concurrency_bounds_parallel_deliveries,
+    dead_letter_topic, publish_and_receive_all, retry_redelivers_drop_does_not,
 };
 pub use durability::{
     broker_restart_loses_nothing, competing_consumers, fan_out_to_app_ids,
@@ -87,6 +87,7 @@ macro_rules! pubsub_conformance_suite {
             two_topics,
             routing_rules,
             declarative_subscriptions,
+            bulk_subscribe,
         ]);
     };
     (@cases $module:ident, $kind:expr, [$($case:ident),* $(,)?]) => {
