@@ -180,8 +180,14 @@ impl Subscriber {
             // A bulk request that waits to fill up is sent when its time is up.
             let deadline = bulk.zip(waiting_since).map(|(b, t)| t + b.max_await);
             let wanted = read_ahead.saturating_sub(ahead.len() + messages_out);
-            if wanted == 0 {
-                let until = deadline.unwrap_or_else(|| Instant::now() + IDLE_WAIT);
+            let slot_free = slots_taken < concurrency;
+            if wanted == 0 || (!slot_free && !ahead.is_empty()) {
+                // Enough read ahead, or messages wait for a slot: wait for an answer (or, with
+                // a slot free, for a bulk request's time), not on the broker.
+                let until = match deadline {
+                    Some(deadline) if slot_free => deadline,
+                    _ => Instant::now() + IDLE_WAIT,
+                };
                 tokio::select! {
                     Some(settlements) = done.recv() => {
                         slots_taken -= 1;
@@ -193,9 +199,9 @@ impl Subscriber {
                 }
                 continue;
             }
+            // Here a slot is free or nothing waits for one.
             let wait = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                None if !ahead.is_empty() => Duration::ZERO,
                 None if slots_taken > 0 => BUSY_WAIT,
                 None => IDLE_WAIT,
             };
