@@ -449,10 +449,56 @@ fn measure_pubsub(
         });
     }
     drop(relay);
+    eprintln!("bench: bulk publish + bulkSubscribe against pipelined XADDs");
+    runtime.block_on(pubsub::measure_direct_bulk(
+        redis_addr,
+        std::sync::Arc::clone(&recorder),
+        connections,
+        warm,
+    ))?;
+    runtime.block_on(pubsub::measure_sidecar_bulk(
+        sidecar_addr,
+        &recorder,
+        connections,
+        warm,
+    ))?;
+    let bulk_baseline = runtime.block_on(pubsub::measure_direct_bulk(
+        redis_addr,
+        std::sync::Arc::clone(&recorder),
+        connections,
+        secs,
+    ))?;
+    let bulk_subject = runtime.block_on(pubsub::measure_sidecar_bulk(
+        sidecar_addr,
+        &recorder,
+        connections,
+        secs,
+    ))?;
+    for (name, o) in [
+        ("pipelined direct client", &bulk_baseline),
+        ("bulk pubsub.redis", &bulk_subject),
+    ] {
+        eprintln!(
+            "bench: bulk x{connections}: {name} published {} delivered {} ({:.0}/s) \
+             p50 {:.0} µs p99 {:.0} µs, errors/lost {}",
+            o.published,
+            o.measured.requests,
+            o.measured.throughput,
+            o.measured.p50_us,
+            o.measured.p99_us,
+            o.measured.errors
+        );
+    }
+    let bulk = pubsub::BulkRow {
+        connections,
+        baseline: bulk_baseline,
+        subject: bulk_subject,
+    };
     sidecar.process.stop(STOP_GRACE)?;
     Ok(pubsub::PubsubComparison {
         secs: args.pubsub_secs,
         rows,
+        bulk: Some(bulk),
     })
 }
 

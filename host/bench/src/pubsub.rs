@@ -37,6 +37,13 @@ use crate::report::Measured;
 
 pub const COMPONENT: &str = "bench-pubsub";
 pub const TOPIC: &str = "bench";
+/// The topic of the bulk row (bulk publish in, bulkSubscribe out).
+pub const BULK_TOPIC: &str = "bench-bulk";
+/// Messages per bulk publish request, and per pipelined round trip of the direct client.
+pub const BULK_BATCH: usize = 10;
+/// The bulk subscription's `maxMessagesCount` and `maxAwaitDurationMs`.
+pub const BULK_MAX_MESSAGES: usize = 100;
+pub const BULK_MAX_AWAIT_MS: u64 = 10;
 const STREAM: &str = "bench-direct";
 /// How long the receiver may take to drain after publishing stops.
 const DRAIN: Duration = Duration::from_secs(15);
@@ -125,6 +132,15 @@ pub struct Outcome {
 pub struct PubsubComparison {
     pub secs: u64,
     pub rows: Vec<PubsubRow>,
+    /// Bulk publish + bulkSubscribe against pipelined XADDs, at the loaded connection count.
+    pub bulk: Option<BulkRow>,
+}
+
+/// The batched APIs against a direct client that batches as much.
+pub struct BulkRow {
+    pub connections: usize,
+    pub baseline: Outcome,
+    pub subject: Outcome,
 }
 
 /// Both sides with one number of publisher connections.
@@ -228,8 +244,34 @@ async fn app(recorder: &Recorder, request: Request<Incoming>) -> Response<Full<B
     match (parts.method, parts.uri.path()) {
         (Method::GET, "/dapr/subscribe") => json(
             StatusCode::OK,
-            format!(r#"[{{"pubsubname":"{COMPONENT}","topic":"{TOPIC}","route":"/bench"}}]"#),
+            format!(
+                r#"[{{"pubsubname":"{COMPONENT}","topic":"{TOPIC}","route":"/bench"}},
+                {{"pubsubname":"{COMPONENT}","topic":"{BULK_TOPIC}","route":"/bench-bulk",
+                "bulkSubscribe":{{"enabled":true,"maxMessagesCount":{BULK_MAX_MESSAGES},
+                "maxAwaitDurationMs":{BULK_MAX_AWAIT_MS}}}}}]"#
+            ),
         ),
+        (Method::POST, "/bench-bulk") => {
+            let envelope = body
+                .collect()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.to_bytes()).ok());
+            let entries = envelope
+                .as_ref()
+                .and_then(|e| e.get("entries")?.as_array().cloned())
+                .unwrap_or_default();
+            let mut statuses = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                recorder.record(entry.get("event").and_then(|e| timestamp(e.get("data")?)));
+                statuses
+                    .push(serde_json::json!({"entryId": entry["entryId"], "status": "SUCCESS"}));
+            }
+            json(
+                StatusCode::OK,
+                serde_json::json!({ "statuses": statuses }).to_string(),
+            )
+        }
         (Method::POST, "/bench") => {
             let bytes = body.collect().await.map(|b| b.to_bytes()).ok();
             let ts = bytes
@@ -249,6 +291,56 @@ pub async fn measure_sidecar(
     connections: usize,
     duration: Duration,
 ) -> Result<Outcome> {
+    measure_http(sidecar, recorder, connections, duration, None).await
+}
+
+/// The same with `POST /v1.0-alpha1/publish/bulk/...` of `BULK_BATCH` messages per request
+/// to the bulk topic, which the app reads with `bulkSubscribe`.
+pub async fn measure_sidecar_bulk(
+    sidecar: SocketAddr,
+    recorder: &Recorder,
+    connections: usize,
+    duration: Duration,
+) -> Result<Outcome> {
+    measure_http(sidecar, recorder, connections, duration, Some(BULK_BATCH)).await
+}
+
+/// One publish request: a single message, or a bulk of `batch`; returns it and how many
+/// messages it carries.
+fn publish_request(seq: &AtomicU64, batch: Option<usize>) -> (String, u64) {
+    let Some(batch) = batch else {
+        let body = payload(seq.fetch_add(1, Ordering::Relaxed));
+        let request = format!(
+            "POST /v1.0/publish/{COMPONENT}/{TOPIC} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        return (request, 1);
+    };
+    let entries: Vec<String> = (0..batch)
+        .map(|i| {
+            format!(
+                r#"{{"entryId":"{i}","event":{},"contentType":"application/json"}}"#,
+                payload(seq.fetch_add(1, Ordering::Relaxed))
+            )
+        })
+        .collect();
+    let body = format!("[{}]", entries.join(","));
+    let request = format!(
+        "POST /v1.0-alpha1/publish/bulk/{COMPONENT}/{BULK_TOPIC} HTTP/1.1\r\n\
+         Host: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    (request, batch as u64)
+}
+
+async fn measure_http(
+    sidecar: SocketAddr,
+    recorder: &Recorder,
+    connections: usize,
+    duration: Duration,
+    batch: Option<usize>,
+) -> Result<Outcome> {
     recorder.reset();
     let seq = Arc::new(AtomicU64::new(0));
     let mut streams = Vec::new();
@@ -266,17 +358,12 @@ pub async fn measure_sidecar(
             let mut buf = Vec::with_capacity(16 << 10);
             let (mut published, mut errors) = (0u64, 0u64);
             while Instant::now() < deadline {
-                let body = payload(seq.fetch_add(1, Ordering::Relaxed));
-                let request = format!(
-                    "POST /v1.0/publish/{COMPONENT}/{TOPIC} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-                     Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
+                let (request, messages) = publish_request(&seq, batch);
                 stream.write_all(request.as_bytes()).await?;
                 if read_http(&mut stream, &mut buf).await? == 204 {
-                    published += 1;
+                    published += messages;
                 } else {
-                    errors += 1;
+                    errors += messages;
                 }
             }
             anyhow::Ok((published, errors))
@@ -469,6 +556,26 @@ pub async fn measure_direct(
     connections: usize,
     duration: Duration,
 ) -> Result<Outcome> {
+    measure_resp(redis, recorder, connections, duration, 1).await
+}
+
+/// The same with `BULK_BATCH` XADDs pipelined per round trip (the direct client's bulk).
+pub async fn measure_direct_bulk(
+    redis: SocketAddr,
+    recorder: Arc<Recorder>,
+    connections: usize,
+    duration: Duration,
+) -> Result<Outcome> {
+    measure_resp(redis, recorder, connections, duration, BULK_BATCH).await
+}
+
+async fn measure_resp(
+    redis: SocketAddr,
+    recorder: Arc<Recorder>,
+    connections: usize,
+    duration: Duration,
+    batch: usize,
+) -> Result<Outcome> {
     recorder.reset();
     let target = Arc::new(AtomicU64::new(u64::MAX));
     let stop_by = Arc::new(Mutex::new(None));
@@ -494,13 +601,23 @@ pub async fn measure_direct(
             let mut buf = Vec::with_capacity(16 << 10);
             let (mut published, mut errors) = (0u64, 0u64);
             while Instant::now() < deadline {
-                let body = payload(seq.fetch_add(1, Ordering::Relaxed));
-                let command =
-                    resp_command(&[b"XADD", STREAM.as_bytes(), b"*", b"data", body.as_bytes()]);
-                stream.write_all(&command).await?;
-                match read_resp(&mut stream, &mut buf).await? {
-                    None => published += 1,
-                    Some(_) => errors += 1,
+                let mut commands = Vec::new();
+                for _ in 0..batch {
+                    let body = payload(seq.fetch_add(1, Ordering::Relaxed));
+                    commands.extend(resp_command(&[
+                        b"XADD",
+                        STREAM.as_bytes(),
+                        b"*",
+                        b"data",
+                        body.as_bytes(),
+                    ]));
+                }
+                stream.write_all(&commands).await?;
+                for _ in 0..batch {
+                    match read_resp(&mut stream, &mut buf).await? {
+                        None => published += 1,
+                        Some(_) => errors += 1,
+                    }
                 }
             }
             anyhow::Ok((published, errors))

@@ -545,6 +545,52 @@ impl Report {
             }
         }
         md.push('\n');
+        if let Some(bulk) = &p.bulk {
+            let _ = writeln!(
+                md,
+                "### With the batched APIs\n\nThe same measurement with Dapr's bulk APIs on both \
+                 ends of the sidecar: publishers send `POST /v1.0-alpha1/publish/bulk/{}/{}` with \
+                 {} messages per request, and the app subscribes to that topic with \
+                 `bulkSubscribe` (`maxMessagesCount` {}, `maxAwaitDurationMs` {}) and answers one \
+                 status per entry. The direct client batches as much: {} `XADD`s pipelined per \
+                 round trip, and the same consumer.\n",
+                crate::pubsub::COMPONENT,
+                crate::pubsub::BULK_TOPIC,
+                crate::pubsub::BULK_BATCH,
+                crate::pubsub::BULK_MAX_MESSAGES,
+                crate::pubsub::BULK_MAX_AWAIT_MS,
+                crate::pubsub::BULK_BATCH,
+            );
+            let _ = writeln!(
+                md,
+                "| connections | side | published | delivered | msg/s | p50 | p99 | errors + lost |\n|---|---|---|---|---|---|---|---|"
+            );
+            for (name, o) in [
+                ("direct, pipelined XADDs", &bulk.baseline),
+                ("sidecar, bulk publish + bulkSubscribe", &bulk.subject),
+            ] {
+                let _ = writeln!(
+                    md,
+                    "| {} | {name} | {} | {} | {:.0} | {} | {} | {} |",
+                    bulk.connections,
+                    o.published,
+                    o.measured.requests,
+                    o.measured.throughput,
+                    latency(o.measured.p50_us),
+                    latency(o.measured.p99_us),
+                    o.measured.errors
+                );
+            }
+            let (a, b) = (&bulk.subject.measured, &bulk.baseline.measured);
+            let _ = writeln!(
+                md,
+                "| {} | **sidecar ÷ direct** | | | {:.2}× | {} | {} | |\n",
+                bulk.connections,
+                a.throughput / b.throughput,
+                signed_latency(a.p50_us - b.p50_us),
+                signed_latency(a.p99_us - b.p99_us),
+            );
+        }
     }
 
     fn render_process(&self, md: &mut String) {
