@@ -53,6 +53,29 @@ fn a_component_that_exports_no_plugin_world_is_reported_and_skipped() {
 }
 
 #[test]
+fn a_plugin_built_for_another_contract_version_is_refused_by_name() {
+    let sidecar = Sidecar::builder("oldcontractapp")
+        .store(StoreKind::InMemory, "statestore")
+        .fixture_plugin("old-contract.wasm")
+        .start();
+    let logs = sidecar.stderr();
+    assert!(
+        logs.contains("old-contract.wasm")
+            && logs.contains("built against blockhost:plugin@0.1.0")
+            && logs.contains("rebuild the plugin"),
+        "stderr should name the file, its version and what to do:\n{logs}"
+    );
+    let skipped = metadata::fetch(&sidecar.client())["skippedPlugins"].clone();
+    assert_eq!(
+        skipped[0]["file"], "old-contract.wasm",
+        "metadata: {skipped}"
+    );
+    let state = sidecar.state("statestore");
+    state.put("k", json!(1));
+    state.assert_value("k", "1");
+}
+
+#[test]
 fn init_failure_is_fatal() {
     let mut sidecar = with_doomed_component(
         "initfailapp",
