@@ -430,16 +430,7 @@ fn measure_pubsub(
             ("relay", &floor),
             ("pubsub.redis", &subject),
         ] {
-            eprintln!(
-                "bench: pubsub x{connections}: {name} published {} delivered {} ({:.0}/s) \
-                 p50 {:.0} µs p99 {:.0} µs, errors/lost {}",
-                o.published,
-                o.measured.requests,
-                o.measured.throughput,
-                o.measured.p50_us,
-                o.measured.p99_us,
-                o.measured.errors
-            );
+            pubsub::log_outcome("pubsub", connections, name, o);
         }
         rows.push(pubsub::PubsubRow {
             connections,
@@ -478,16 +469,7 @@ fn measure_pubsub(
         ("pipelined direct client", &bulk_baseline),
         ("bulk pubsub.redis", &bulk_subject),
     ] {
-        eprintln!(
-            "bench: bulk x{connections}: {name} published {} delivered {} ({:.0}/s) \
-             p50 {:.0} µs p99 {:.0} µs, errors/lost {}",
-            o.published,
-            o.measured.requests,
-            o.measured.throughput,
-            o.measured.p50_us,
-            o.measured.p99_us,
-            o.measured.errors
-        );
+        pubsub::log_outcome("bulk", connections, name, o);
     }
     let bulk = pubsub::BulkRow {
         connections,

@@ -128,6 +128,20 @@ pub struct Outcome {
     pub measured: Measured,
 }
 
+/// One side's outcome as a progress line on stderr.
+pub fn log_outcome(what: &str, connections: usize, name: &str, o: &Outcome) {
+    eprintln!(
+        "bench: {what} x{connections}: {name} published {} delivered {} ({:.0}/s) \
+         p50 {:.0} µs p99 {:.0} µs, errors/lost {}",
+        o.published,
+        o.measured.requests,
+        o.measured.throughput,
+        o.measured.p50_us,
+        o.measured.p99_us,
+        o.measured.errors
+    );
+}
+
 /// Both sides, measured in the same run: loaded (the first) and on one connection.
 pub struct PubsubComparison {
     pub secs: u64,

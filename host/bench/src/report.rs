@@ -517,31 +517,14 @@ impl Report {
                 ("relay (the HTTP API's floor)", &row.floor),
                 ("sidecar (pubsub.redis)", &row.subject),
             ] {
-                let _ = writeln!(
-                    md,
-                    "| {} | {name} | {} | {} | {:.0} | {} | {} | {} |",
-                    row.connections,
-                    o.published,
-                    o.measured.requests,
-                    o.measured.throughput,
-                    latency(o.measured.p50_us),
-                    latency(o.measured.p99_us),
-                    o.measured.errors
-                );
+                outcome_row(md, row.connections, name, o);
             }
             for (label, a, b) in [
                 ("**sidecar ÷ direct**", &row.subject, &row.baseline),
                 ("relay ÷ direct", &row.floor, &row.baseline),
                 ("sidecar ÷ relay", &row.subject, &row.floor),
             ] {
-                let _ = writeln!(
-                    md,
-                    "| {} | {label} | | | {:.2}× | {} | {} | |",
-                    row.connections,
-                    a.measured.throughput / b.measured.throughput,
-                    signed_latency(a.measured.p50_us - b.measured.p50_us),
-                    signed_latency(a.measured.p99_us - b.measured.p99_us),
-                );
+                ratio_row(md, row.connections, label, a, b);
             }
         }
         md.push('\n');
@@ -569,27 +552,16 @@ impl Report {
                 ("direct, pipelined XADDs", &bulk.baseline),
                 ("sidecar, bulk publish + bulkSubscribe", &bulk.subject),
             ] {
-                let _ = writeln!(
-                    md,
-                    "| {} | {name} | {} | {} | {:.0} | {} | {} | {} |",
-                    bulk.connections,
-                    o.published,
-                    o.measured.requests,
-                    o.measured.throughput,
-                    latency(o.measured.p50_us),
-                    latency(o.measured.p99_us),
-                    o.measured.errors
-                );
+                outcome_row(md, bulk.connections, name, o);
             }
-            let (a, b) = (&bulk.subject.measured, &bulk.baseline.measured);
-            let _ = writeln!(
+            ratio_row(
                 md,
-                "| {} | **sidecar ÷ direct** | | | {:.2}× | {} | {} | |\n",
                 bulk.connections,
-                a.throughput / b.throughput,
-                signed_latency(a.p50_us - b.p50_us),
-                signed_latency(a.p99_us - b.p99_us),
+                "**sidecar ÷ direct**",
+                &bulk.subject,
+                &bulk.baseline,
             );
+            md.push('\n');
         }
     }
 
@@ -641,4 +613,35 @@ impl Report {
              one start before the timed ones fills the compile cache.\n"
         );
     }
+}
+/// One side of a pub/sub measurement as a table row.
+fn outcome_row(md: &mut String, connections: usize, name: &str, o: &crate::pubsub::Outcome) {
+    let _ = writeln!(
+        md,
+        "| {connections} | {name} | {} | {} | {:.0} | {} | {} | {} |",
+        o.published,
+        o.measured.requests,
+        o.measured.throughput,
+        latency(o.measured.p50_us),
+        latency(o.measured.p99_us),
+        o.measured.errors
+    );
+}
+
+/// Side `a` against side `b`: throughput ratio and added latency.
+fn ratio_row(
+    md: &mut String,
+    connections: usize,
+    label: &str,
+    a: &crate::pubsub::Outcome,
+    b: &crate::pubsub::Outcome,
+) {
+    let (a, b) = (&a.measured, &b.measured);
+    let _ = writeln!(
+        md,
+        "| {connections} | {label} | | | {:.2}× | {} | {} | |",
+        a.throughput / b.throughput,
+        signed_latency(a.p50_us - b.p50_us),
+        signed_latency(a.p99_us - b.p99_us),
+    );
 }

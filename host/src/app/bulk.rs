@@ -12,9 +12,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::delivery::{is_expired, wrap_raw, Subscriber};
+use super::delivery::Subscriber;
 use crate::blocks::pubsub::cloudevent::new_event_id;
-use crate::blocks::pubsub::{parse_bool, IncomingMessage, Outcome, Settlement};
+use crate::blocks::pubsub::{IncomingMessage, Outcome, Settlement};
 use crate::json::Object;
 
 const BULK_EVENT_TYPE: &str = "com.dapr.event.sent.bulk";
@@ -60,43 +60,13 @@ impl Subscriber {
         messages: Vec<IncomingMessage>,
         stop: watch::Receiver<bool>,
     ) -> Vec<Settlement> {
-        let raw = self
-            .spec
-            .metadata_value("rawPayload")
-            .and_then(parse_bool)
-            .unwrap_or(false);
+        let raw = self.spec.raw_payload();
         let mut settled = Vec::with_capacity(messages.len());
         let mut by_route: Vec<(String, Vec<Entry>)> = Vec::new();
         for message in messages {
-            let view = if raw {
-                wrap_raw(&message, &self.spec)
-            } else {
-                message.data.clone()
-            };
-            let event: Value = match serde_json::from_slice(&view) {
-                Ok(event) => event,
-                Err(err) => {
-                    let reason = format!("the message is not a CloudEvent: {err}");
-                    let outcome = self.give_up(&message, &reason).await;
-                    settled.push(Settlement {
-                        id: message.id,
-                        outcome,
-                    });
-                    continue;
-                }
-            };
-            let route = if is_expired(&event) {
-                Err("the message expired")
-            } else {
-                self.spec
-                    .route(&event)
-                    .map(str::to_owned)
-                    .ok_or("no route matches the message")
-            };
-            let path = match route {
-                Ok(path) => path,
-                Err(reason) => {
-                    let outcome = self.give_up(&message, reason).await;
+            let (event, path) = match self.prepare(&message).await {
+                Ok((_, event, path)) => (event, path.to_owned()),
+                Err(outcome) => {
                     settled.push(Settlement {
                         id: message.id,
                         outcome,

@@ -16,7 +16,7 @@ use super::channel::AppChannel;
 use super::subscription::SubscriptionSpec;
 use crate::blocks::pubsub::cloudevent::CLOUDEVENTS_JSON;
 use crate::blocks::pubsub::{
-    parse_bool, IncomingMessage, Outcome, OutgoingMessage, PubSub, PubSubError, Settlement,
+    IncomingMessage, Outcome, OutgoingMessage, PubSub, PubSubError, Settlement,
 };
 use crate::plugins::bindings::describe_error;
 
@@ -271,35 +271,44 @@ impl Subscriber {
         }
     }
 
-    /// Delivers one message with retries and decides its outcome for the broker.
-    pub(super) async fn handle(
+    /// What delivery needs of `message`: the bytes the app gets (for a raw-payload
+    /// subscription, a fresh envelope around them), the event routing reads, and the route.
+    /// A message that cannot be delivered (not a CloudEvent, expired, no route) is given up on
+    /// here, and its outcome is the error.
+    pub(super) async fn prepare(
         &self,
-        message: IncomingMessage,
-        stop: watch::Receiver<bool>,
-    ) -> Outcome {
-        let raw = self
-            .spec
-            .metadata_value("rawPayload")
-            .and_then(parse_bool)
-            .unwrap_or(false);
-        let body = if raw {
-            wrap_raw(&message, &self.spec)
+        message: &IncomingMessage,
+    ) -> Result<(Vec<u8>, Value, &str), Outcome> {
+        let body = if self.spec.raw_payload() {
+            wrap_raw(message, &self.spec)
         } else {
             message.data.clone()
         };
         let event: Value = match serde_json::from_slice(&body) {
             Ok(event) => event,
             Err(err) => {
-                return self
-                    .give_up(&message, &format!("the message is not a CloudEvent: {err}"))
-                    .await
+                let reason = format!("the message is not a CloudEvent: {err}");
+                return Err(self.give_up(message, &reason).await);
             }
         };
         if is_expired(&event) {
-            return self.give_up(&message, "the message expired").await;
+            return Err(self.give_up(message, "the message expired").await);
         }
-        let Some(path) = self.spec.route(&event) else {
-            return self.give_up(&message, "no route matches the message").await;
+        match self.spec.route(&event) {
+            Some(path) => Ok((body, event, path)),
+            None => Err(self.give_up(message, "no route matches the message").await),
+        }
+    }
+
+    /// Delivers one message with retries and decides its outcome for the broker.
+    pub(super) async fn handle(
+        &self,
+        message: IncomingMessage,
+        stop: watch::Receiver<bool>,
+    ) -> Outcome {
+        let (body, event, path) = match self.prepare(&message).await {
+            Ok(prepared) => prepared,
+            Err(outcome) => return outcome,
         };
         let headers = delivery_headers(&message, &event, self.pubsub.name());
         let body = Bytes::from(body);
@@ -410,7 +419,7 @@ fn verdict(status: StatusCode, body: &[u8]) -> Verdict {
     }
 }
 
-pub(super) fn is_expired(event: &Value) -> bool {
+fn is_expired(event: &Value) -> bool {
     event
         .get("expiration")
         .and_then(Value::as_str)
@@ -437,7 +446,7 @@ fn delivery_headers(
 }
 
 /// A raw-payload subscription gets the broker's bytes in a fresh envelope.
-pub(super) fn wrap_raw(message: &IncomingMessage, spec: &SubscriptionSpec) -> Vec<u8> {
+fn wrap_raw(message: &IncomingMessage, spec: &SubscriptionSpec) -> Vec<u8> {
     let event = serde_json::json!({
         "id": crate::blocks::pubsub::cloudevent::new_event_id(),
         "specversion": "1.0",

@@ -78,6 +78,13 @@ impl SubscriptionSpec {
             .map(|rule| rule.path.as_str())
     }
 
+    /// `rawPayload`: the broker's bytes are not a CloudEvent; delivery wraps them in one.
+    pub fn raw_payload(&self) -> bool {
+        self.metadata_value("rawPayload")
+            .and_then(crate::blocks::pubsub::parse_bool)
+            .unwrap_or(false)
+    }
+
     pub fn metadata_value(&self, key: &str) -> Option<&str> {
         self.metadata
             .iter()

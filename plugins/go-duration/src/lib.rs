@@ -1,5 +1,19 @@
-//! The body of Go's `time.ParseDuration`, which daprd uses for duration metadata. Callers
-//! handle the sign and their own readings of bare numbers (milliseconds, seconds, `0`).
+//! Go's `time.ParseDuration`, which daprd uses for duration metadata. Callers decide what a
+//! negative duration means to them, and their own readings of bare numbers (milliseconds,
+//! seconds).
+
+/// A whole Go duration: an optional sign, then `0` or `<number><unit>` parts. Returns whether
+/// it is negative, and its size in nanoseconds; `None` when the text is not a Go duration.
+pub fn signed(text: &str) -> Option<(bool, u64)> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if body == "0" {
+        return Some((negative, 0));
+    }
+    nanos(body).map(|n| (negative, n))
+}
 
 /// Nanoseconds in one or more `<number><unit>` parts (`1.5s`, `1m30s`, `250ms`); `None`
 /// when the text is not that. Saturates: nobody means a duration past ~584 years.
@@ -38,7 +52,18 @@ pub fn nanos(mut text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::nanos;
+    use super::{nanos, signed};
+
+    #[test]
+    fn signs_and_zero() {
+        assert_eq!(signed("-1.5s"), Some((true, 1_500_000_000)));
+        assert_eq!(signed("+2ms"), Some((false, 2_000_000)));
+        assert_eq!(signed("0"), Some((false, 0)));
+        assert_eq!(signed("-0"), Some((true, 0)));
+        for bad in ["", "-", "5", "--1s"] {
+            assert_eq!(signed(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn go_durations() {

@@ -293,15 +293,7 @@ impl Bus {
         max: u32,
         now_ms: u64,
     ) -> Result<Vec<Rc<Message>>, BusError> {
-        let info = self
-            .subscriptions
-            .get(&subscription)
-            .ok_or(BusError::UnknownSubscription)?;
-        let group = self
-            .topics
-            .get_mut(&info.topic)
-            .and_then(|groups| groups.get_mut(&info.group))
-            .ok_or(BusError::UnknownSubscription)?;
+        let (info, group) = subscribed(&self.subscriptions, &mut self.topics, subscription)?;
         group.expire(now_ms);
         let max = if max == 0 { DEFAULT_BATCH } else { max };
         let take = group.ready.len().min(max as usize);
@@ -331,15 +323,7 @@ impl Bus {
 
     pub fn ack(&mut self, subscription: u64, id: &str, settle: Settle) -> Result<Acked, BusError> {
         let seq: u64 = id.parse().map_err(|_| BusError::InvalidId(id.to_owned()))?;
-        let info = self
-            .subscriptions
-            .get(&subscription)
-            .ok_or(BusError::UnknownSubscription)?;
-        let group = self
-            .topics
-            .get_mut(&info.topic)
-            .and_then(|groups| groups.get_mut(&info.group))
-            .ok_or(BusError::UnknownSubscription)?;
+        let (_, group) = subscribed(&self.subscriptions, &mut self.topics, subscription)?;
         let Some(flight) = group.in_flight.remove(&seq) else {
             if settle == Settle::Done {
                 if let Some(at) = group.ready.iter().position(|m| m.seq == seq) {
@@ -374,6 +358,23 @@ impl Bus {
             .sum();
         (messages, self.bytes)
     }
+}
+
+/// A subscription and the consumer group it reads from. (A function over the two maps, not a
+/// method, so the caller can still use the bus's other fields.)
+fn subscribed<'a>(
+    subscriptions: &'a HashMap<u64, SubscriptionInfo>,
+    topics: &'a mut HashMap<String, HashMap<String, Group>>,
+    subscription: u64,
+) -> Result<(&'a SubscriptionInfo, &'a mut Group), BusError> {
+    let info = subscriptions
+        .get(&subscription)
+        .ok_or(BusError::UnknownSubscription)?;
+    let group = topics
+        .get_mut(&info.topic)
+        .and_then(|groups| groups.get_mut(&info.group))
+        .ok_or(BusError::UnknownSubscription)?;
+    Ok((info, group))
 }
 
 #[cfg(test)]

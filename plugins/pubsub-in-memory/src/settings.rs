@@ -86,14 +86,14 @@ pub fn ignored(metadata: &[(String, String)]) -> Vec<String> {
 /// zero is `None`.
 fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     let text = text.trim();
-    let duration = if let Ok(ms) = text.parse::<u64>() {
-        Duration::from_millis(ms)
-    } else {
-        Duration::from_nanos(go_duration::nanos(text.strip_prefix('+').unwrap_or(text)).ok_or_else(|| {
-            format!(
-                "{text:?} is not a duration: use milliseconds (500) or a Go duration (500ms, 2s, 1m)"
-            )
-        })?)
+    let duration = match (text.parse::<u64>(), go_duration::signed(text)) {
+        (Ok(ms), _) => Duration::from_millis(ms),
+        (_, Some((false, nanos))) => Duration::from_nanos(nanos),
+        _ => {
+            return Err(format!(
+            "{text:?} is not a duration: use milliseconds (500) or a Go duration (500ms, 2s, 1m)"
+        ))
+        }
     };
     Ok((!duration.is_zero()).then_some(duration))
 }

@@ -5,14 +5,7 @@ use std::time::Duration;
 /// A Go duration (`1.5s`, `300ms`, `1m30s`, `0`); a negative one is zero, as daprd clamps it.
 /// `None` when the text is not a Go duration (a bare number other than 0 is not one).
 pub fn go_duration(text: &str) -> Option<Duration> {
-    let (negative, body) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if body == "0" {
-        return Some(Duration::ZERO);
-    }
-    let nanos = go_duration::nanos(body)?;
+    let (negative, nanos) = go_duration::signed(text)?;
     Some(if negative {
         Duration::ZERO
     } else {

@@ -21,11 +21,7 @@ pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
             n => Timeout::After(Duration::from_millis(n.unsigned_abs())),
         });
     }
-    let (negative, body) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let nanos = go_duration::nanos(body).ok_or_else(|| {
+    let (negative, nanos) = go_duration::signed(text).ok_or_else(|| {
         format!(
             "{text:?} is not a duration: use milliseconds (500) or a Go duration (500ms, 2s, 1m)"
         )
