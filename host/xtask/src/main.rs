@@ -131,6 +131,7 @@ fn test(extra: &[String]) -> Result<()> {
         "state-common",
         "redis-common",
         "go-duration",
+        "plugin-metadata",
         "state-redis",
         "pubsub-redis",
         "pubsub-in-memory",

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use plugin_metadata::lookup;
+
 pub const CONSUMER_ID: &str = "consumerID";
 const PROCESSING_TIMEOUT: &str = "processingTimeout";
 /// As `pubsub.redis`: an unacknowledged delivery comes back after a minute.
@@ -36,17 +38,6 @@ impl Default for Settings {
             processing_timeout: Some(DEFAULT_PROCESSING_TIMEOUT),
         }
     }
-}
-
-/// The value of `name`: exact match first, else ignoring ASCII case (as daprd decodes
-/// metadata). Empty counts as absent.
-fn lookup<'a>(metadata: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    metadata
-        .iter()
-        .find(|(k, _)| k == name)
-        .or_else(|| metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.trim().is_empty())
 }
 
 impl Settings {

@@ -3,11 +3,11 @@
 //! `pubsub/rabbitmq`). Keys match case-insensitively and an empty value counts as unset, as in
 //! daprd. Everything here is pure so it is unit-tested natively.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::duration::go_duration;
+pub use plugin_metadata::{lookup, Secret};
 
 pub const CONNECTION_STRING: &str = "connectionString";
 /// daprd's legacy alias of `connectionString`.
@@ -66,16 +66,6 @@ const KNOWN: &[&str] = &[
 /// Exchange kinds daprd lets a component declare itself.
 const EXCHANGE_KINDS: &[&str] = &["fanout", "topic", "direct", "headers", "x-consistent-hash"];
 
-/// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 /// Where and as whom to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -116,22 +106,6 @@ pub struct Config {
     pub ignored: Vec<String>,
     /// Settings accepted for compatibility that have no effect here, with why.
     pub notes: Vec<String>,
-}
-
-/// Looks a key up as daprd does: exact name first, then case-insensitively; empty means unset.
-pub fn lookup<'a>(metadata: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    let non_empty = |(_, v): &&(String, String)| !v.is_empty();
-    metadata
-        .iter()
-        .filter(non_empty)
-        .find(|(k, _)| k == key)
-        .or_else(|| {
-            metadata
-                .iter()
-                .filter(non_empty)
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        })
-        .map(|(_, v)| v.as_str())
 }
 
 /// Go's `strconv.ParseBool`.

@@ -1,9 +1,10 @@
 //! The connection metadata both Redis plugins read, with daprd's names and defaults
 //! (components-contrib's Redis settings), minus what the plugins do not do yet.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use plugin_metadata::Secret;
 
 use crate::addr::parse_addr;
 use crate::duration::{parse_timeout, Timeout};
@@ -36,16 +37,6 @@ pub const CONNECTION_KEYS: &[&str] = &[
     "writeTimeout",
 ];
 
-/// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub addr: SocketAddr,
@@ -57,17 +48,6 @@ pub struct Connection {
     pub dial_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
-}
-
-/// The value of `name`: the first entry whose key matches exactly, else the first that matches
-/// ignoring ASCII case (daprd decodes metadata case-insensitively). Empty counts as absent.
-pub fn lookup<'a>(metadata: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    metadata
-        .iter()
-        .find(|(k, _)| k == name)
-        .or_else(|| metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.trim().is_empty())
 }
 
 impl Connection {

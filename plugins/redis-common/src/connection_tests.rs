@@ -1,4 +1,5 @@
 use super::*;
+use plugin_metadata::lookup;
 
 fn parse(pairs: &[(&str, &str)]) -> Result<Connection, String> {
     let metadata: Vec<(String, String)> = pairs

@@ -9,5 +9,6 @@ pub mod duration;
 pub mod link;
 
 pub use client::{not_ready, CallError, Client, Hooks, Level, Retry};
-pub use connection::{lookup, Connection, Secret, CONNECTION_KEYS, REDIS_HOST};
+pub use connection::{Connection, CONNECTION_KEYS, REDIS_HOST};
 pub use link::{Link, OpenError};
+pub use plugin_metadata::{lookup, Secret};
