@@ -5,23 +5,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use hyper::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::app::channel::AppChannel;
-use crate::app::delivery::{DeliveryPolicy, Subscriber};
-use crate::app::subscription::{parse_programmatic, SubscriptionSpec};
-use crate::resources::DeclaredSubscription;
-
+use crate::app::discovery::discover;
+use crate::blocks::pubsub::delivery::{DeliveryPolicy, EventSink, Subscriber};
+use crate::blocks::pubsub::subscription::SubscriptionSpec;
+use crate::blocks::pubsub::PubSub;
 use crate::cli::RunArgs;
+use crate::components::{BlockEntry, Starter};
 use crate::plugins::cache::CompileCache;
 use crate::plugins::catalog::{build_linker, Catalog};
 use crate::plugins::engine::{build_engine, start_epoch_ticker, EngineLimits};
 use crate::plugins::pool::Limits;
-use crate::registry::{Loader, Registry};
+use crate::resources::DeclaredSubscription;
 use crate::sidecar::{PluginSummary, RuleInfo, Sidecar, SkippedPlugin, SubscriptionInfo};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -54,18 +53,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (stop_subscribers, subscribers_stop) = watch::channel(false);
     let mut subscribers = JoinSet::new();
     let started_up = async {
-        let (registry, declared) = load(&args, &sidecar).await?;
-        let registry = Arc::new(registry);
-        sidecar.registry.store(Arc::clone(&registry));
+        let declared = load(&args, &sidecar).await?;
         sidecar.set_outbound_ready();
         let specs = subscriptions(&args, &sidecar, declared).await;
-        let first_attempts = start_subscribers(
-            &registry,
-            &sidecar,
-            specs,
-            &subscribers_stop,
-            &mut subscribers,
-        );
+        let first_attempts =
+            start_subscribers(&sidecar, specs, &subscribers_stop, &mut subscribers);
         // Ready only once every subscription is open (or failed once): a publish that
         // follows a healthy /v1.0/healthz must reach the app, as with daprd.
         for attempt in first_attempts {
@@ -93,7 +85,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let (server, ()) = tokio::join!(server, drain_subscribers);
     server.context("the HTTP server task failed")?;
-    sidecar.registry.load().close().await;
+    sidecar.components.close_all().await;
     tracing::info!("blockhost stopped");
     Ok(())
 }
@@ -103,7 +95,7 @@ async fn subscriptions(
     args: &RunArgs,
     sidecar: &Sidecar,
     declared: Vec<DeclaredSubscription>,
-) -> Vec<(SubscriptionSpec, Arc<AppChannel>)> {
+) -> Vec<(SubscriptionSpec, Arc<dyn EventSink>)> {
     let declared: Vec<SubscriptionSpec> = declared
         .into_iter()
         .filter(|d| d.in_scope(&args.app_id))
@@ -122,58 +114,25 @@ async fn subscriptions(
     channel.wait_for_app().await;
     let mut specs = declared;
     specs.extend(discover(&channel).await);
+    let app: Arc<dyn EventSink> = channel;
     specs
         .into_iter()
-        .map(|spec| (spec, Arc::clone(&channel)))
+        .map(|spec| (spec, Arc::clone(&app)))
         .collect()
 }
 
-/// `GET /dapr/subscribe`, tried three times as daprd does; 404 means none.
-async fn discover(channel: &AppChannel) -> Vec<SubscriptionSpec> {
-    let mut backoff = Duration::from_millis(500);
-    for attempt in 1..=3 {
-        let answer = channel
-            .call(
-                Method::GET,
-                "/dapr/subscribe",
-                Some("application/json"),
-                &[],
-                Bytes::new(),
-                Duration::from_secs(10),
-            )
-            .await;
-        match answer {
-            Ok(response) if response.status == StatusCode::NOT_FOUND => return Vec::new(),
-            Ok(response) if response.status.is_success() => {
-                return parse_programmatic(&response.body).unwrap_or_else(|err| {
-                    tracing::error!("the app's /dapr/subscribe answer is unusable: {err}");
-                    Vec::new()
-                })
-            }
-            Ok(response) => tracing::error!(
-                status = %response.status,
-                attempt,
-                "the app answered /dapr/subscribe with an error"
-            ),
-            Err(err) => tracing::error!(attempt, "cannot read /dapr/subscribe: {err}"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff *= 2;
-    }
-    Vec::new()
-}
-
+/// One subscriber per subscription whose component exists and lets this app subscribe.
+/// Subscribers resolve their component by name on every (re)subscribe.
 fn start_subscribers(
-    registry: &Registry,
     sidecar: &Sidecar,
-    specs: Vec<(SubscriptionSpec, Arc<AppChannel>)>,
+    specs: Vec<(SubscriptionSpec, Arc<dyn EventSink>)>,
     stop: &watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
 ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
     let mut shown = Vec::new();
     let mut first_attempts = Vec::new();
-    for (spec, channel) in specs {
-        let Some(pubsub) = registry.pubsub.get(&spec.pubsub) else {
+    for (spec, app) in specs {
+        let Some(pubsub) = sidecar.components.get::<PubSub>(&spec.pubsub) else {
             tracing::warn!(
                 pubsub = %spec.pubsub,
                 topic = %spec.topic,
@@ -205,12 +164,9 @@ fn start_subscribers(
             kind: spec.kind,
         });
         let subscriber = Subscriber {
-            policy: DeliveryPolicy {
-                concurrency: pubsub.delivery_concurrency(),
-                ..DeliveryPolicy::default()
-            },
-            pubsub: Arc::clone(pubsub),
-            channel,
+            policy: DeliveryPolicy::default(),
+            components: Arc::clone(&sidecar.components),
+            app,
             spec,
         };
         let (first_attempt, attempted) = tokio::sync::oneshot::channel();
@@ -221,10 +177,8 @@ fn start_subscribers(
     first_attempts
 }
 
-async fn load(
-    args: &RunArgs,
-    sidecar: &Sidecar,
-) -> anyhow::Result<(Registry, Vec<DeclaredSubscription>)> {
+/// Loads the plugins and starts every component; returns the declared subscriptions.
+async fn load(args: &RunArgs, sidecar: &Sidecar) -> anyhow::Result<Vec<DeclaredSubscription>> {
     let memory_bytes = args.plugin_memory_limit_mb << 20;
     let engine = build_engine(&EngineLimits {
         max_memory_bytes: memory_bytes,
@@ -237,7 +191,8 @@ async fn load(
         .context("cannot build the plugin linker")?;
     let cache = CompileCache::new(&engine, args.cache_dir());
 
-    let catalog = Catalog::load_dir(&engine, &linker, &cache, &args.plugins_path)
+    let hosted = BlockEntry::hosted_interfaces();
+    let catalog = Catalog::load_dir(&engine, &linker, &cache, &args.plugins_path, &hosted)
         .await
         .with_context(|| {
             format!(
@@ -251,20 +206,21 @@ async fn load(
         .store(Arc::new((summaries(&catalog), skipped(&catalog))));
 
     let resources = crate::resources::load(&args.resources_path)?;
-    let limits = Limits {
-        memory_bytes,
-        call_timeout: args.plugin_call_timeout,
-        ..Limits::default()
+    let starter = Starter {
+        engine,
+        catalog: Arc::new(catalog),
+        app_id: args.app_id.clone(),
+        namespace: args.namespace.clone(),
+        limits: Limits {
+            memory_bytes,
+            call_timeout: args.plugin_call_timeout,
+            ..Limits::default()
+        },
     };
-    let loader = Loader {
-        engine: &engine,
-        catalog: &catalog,
-        app_id: &args.app_id,
-        namespace: args.namespace.as_deref(),
-        limits: &limits,
-    };
-    let registry = loader.load(&resources.components).await?;
-    Ok((registry, resources.subscriptions))
+    starter
+        .start_all(&resources.components, &sidecar.components)
+        .await?;
+    Ok(resources.subscriptions)
 }
 
 fn summaries(catalog: &Catalog) -> Vec<PluginSummary> {
@@ -274,7 +230,7 @@ fn summaries(catalog: &Catalog) -> Vec<PluginSummary> {
             file: p.file_name.clone(),
             component_type: p.info.component_type.clone(),
             version: p.info.version.clone(),
-            block: p.kind.interface().to_owned(),
+            block: p.interface.to_owned(),
             features: p.info.features.clone(),
         })
         .collect()

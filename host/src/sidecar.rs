@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::registry::Registry;
+use crate::components::Components;
 
 /// A loaded plugin as `/v1.0/metadata` lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -36,7 +36,7 @@ pub struct SubscriptionInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
     #[serde(rename = "type")]
-    pub kind: crate::app::subscription::Kind,
+    pub kind: crate::blocks::pubsub::subscription::Kind,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,8 +50,8 @@ pub struct Sidecar {
     pub app_id: String,
     /// `DAPR_API_TOKEN`: when set, every route but health needs it.
     pub api_token: Option<String>,
-    /// Swapped whole, so a request sees one consistent set of components.
-    pub registry: ArcSwap<Registry>,
+    /// The running components; a request resolves its own by name.
+    pub components: Arc<Components>,
     pub plugins: ArcSwap<(Vec<PluginSummary>, Vec<SkippedPlugin>)>,
     /// Attributes set through `PUT /v1.0/metadata/{name}`.
     pub extended: Mutex<BTreeMap<String, String>>,
@@ -70,7 +70,7 @@ impl Sidecar {
         Arc::new(Self {
             app_id,
             api_token,
-            registry: ArcSwap::from_pointee(Registry::default()),
+            components: Arc::new(Components::default()),
             plugins: ArcSwap::from_pointee((Vec::new(), Vec::new())),
             extended: Mutex::new(BTreeMap::new()),
             outbound_ready: watch::channel(false).0,

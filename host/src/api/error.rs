@@ -4,6 +4,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{header, Response, StatusCode};
 
+use crate::blocks::{BlockError, ErrorKind};
+
 pub type Body = Full<Bytes>;
 
 #[derive(Debug)]
@@ -29,6 +31,25 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({ "errorCode": self.code, "message": self.message });
         json_response(self.status, body.to_string().into())
+    }
+}
+
+/// The one table from the blocks' error kinds to HTTP statuses.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Unsupported | ErrorKind::Unavailable | ErrorKind::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl From<BlockError> for ApiError {
+    fn from(err: BlockError) -> Self {
+        Self::new(status_of(err.kind), err.code, err.message)
     }
 }
 

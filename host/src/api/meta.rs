@@ -1,4 +1,5 @@
-//! Health, metadata and shutdown routes (reference §1.9–1.11).
+//! Health, metadata and shutdown routes (<https://docs.dapr.io/reference/api/health_api/>,
+//! <https://docs.dapr.io/reference/api/metadata_api/>, <https://docs.dapr.io/reference/api/shutdown_api/>).
 
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
@@ -6,7 +7,7 @@ use serde::Serialize;
 
 use super::error::{empty, json_response, ApiError, Body};
 use super::query::Query;
-use crate::registry::{ComponentInfo, FailedComponent};
+use crate::components::{ComponentInfo, FailedComponent};
 use crate::sidecar::{PluginSummary, Sidecar, SkippedPlugin, SubscriptionInfo};
 
 /// `GET /v1.0/healthz` and `/v1.0/healthz/outbound`: 204 once every component is up.
@@ -60,7 +61,8 @@ struct Metadata<'a> {
 /// `GET /v1.0/metadata`. Answers (non-empty) from the first moment the server listens:
 /// the SDKs use it as their readiness probe.
 pub fn metadata(sidecar: &Sidecar) -> Response<Body> {
-    let registry = sidecar.registry.load();
+    let components = sidecar.components.list();
+    let failed = sidecar.components.failed();
     let plugins = sidecar.plugins.load();
     let subscriptions = sidecar.subscriptions.load();
     let mut extended = sidecar
@@ -73,9 +75,9 @@ pub fn metadata(sidecar: &Sidecar) -> Response<Body> {
         id: &sidecar.app_id,
         runtime_version: crate::VERSION,
         enabled_features: [],
-        components: &registry.components,
+        components: &components,
         subscriptions: &subscriptions,
-        failed_components: &registry.failed,
+        failed_components: &failed,
         extended,
         plugins: &plugins.0,
         skipped_plugins: &plugins.1,

@@ -1,5 +1,5 @@
 //! The Dapr HTTP API on hyper: routing, the API token, request bodies. One module per
-//! building block maps its block's errors to Dapr's codes.
+//! building block turns JSON into the block's requests; `error.rs` maps the blocks' errors.
 
 mod error;
 mod meta;
@@ -100,8 +100,7 @@ async fn state_route(
         return Ok(method_not_allowed(allowed));
     }
     sidecar.wait_ready().await;
-    let registry = sidecar.registry.load();
-    let store = state::find_store(&registry, store_name)?;
+    let store = crate::blocks::state::find(&sidecar.components, store_name)?;
     // Keys may hold '/', so everything after the store name is the key.
     let key = rest.join("/");
     match (method, rest) {
@@ -140,14 +139,17 @@ async fn publish_route(
         return Ok(method_not_allowed(&allowed));
     }
     sidecar.wait_ready().await;
-    let registry = sidecar.registry.load();
-    let pubsub = pubsub::find_pubsub(&registry, target.name, target.topic, &sidecar.app_id)?;
+    let pubsub = crate::blocks::pubsub::find_for_publish(
+        &sidecar.components,
+        target.name,
+        target.topic,
+        &sidecar.app_id,
+    )?;
     let body = read_body(body).await?;
-    let (app_id, topic) = (&sidecar.app_id, target.topic);
     if target.bulk {
-        pubsub::bulk_publish(&pubsub, app_id, topic, query, &body).await
+        pubsub::bulk_publish(&pubsub, target.topic, query, &body).await
     } else {
-        pubsub::publish(&pubsub, app_id, topic, query, headers, &body).await
+        pubsub::publish(&pubsub, target.topic, query, headers, &body).await
     }
 }
 

@@ -33,16 +33,6 @@ impl Query {
     }
 }
 
-/// Overlays `overrides` on `base`: same-named entries are replaced.
-pub fn merge_metadata(base: &mut Vec<(String, String)>, overrides: &[(String, String)]) {
-    for (key, value) in overrides {
-        match base.iter_mut().find(|(k, _)| k == key) {
-            Some(entry) => entry.1 = value.clone(),
-            None => base.push((key.clone(), value.clone())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,12 +50,5 @@ mod tests {
                 ("a".into(), "1".into())
             ]
         );
-        let mut base = vec![
-            ("a".to_owned(), "0".to_owned()),
-            ("b".to_owned(), "0".to_owned()),
-        ];
-        merge_metadata(&mut base, &q.metadata());
-        assert_eq!(base[0].1, "1");
-        assert_eq!(base.len(), 3);
     }
 }

@@ -1,6 +1,5 @@
-//! `/v1.0/state/...`: save, get, bulk get, delete, transaction (reference §1.2).
-
-use std::sync::Arc;
+//! `/v1.0/state/...` (<https://docs.dapr.io/reference/api/state_api/>): JSON in and out; the
+//! rules are the state block's.
 
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, ETAG, IF_MATCH};
@@ -9,83 +8,13 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::error::{empty, json_response, ApiError, Body};
-use super::query::{merge_metadata, Query};
+use super::query::Query;
+use crate::blocks::metadata::merge;
 use crate::blocks::state::{
-    Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateError,
-    StateStore, StoredItem,
+    BulkGetItem, Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest,
+    StateOp, StateStore, StoredItem, TransactionVerb,
 };
 use crate::json::Object;
-use crate::plugins::bindings::PluginError;
-use crate::registry::Registry;
-
-/// Which operation failed, for Dapr's error code and message.
-#[derive(Clone, Copy)]
-enum Op {
-    Get,
-    BulkGet,
-    Save,
-    Delete,
-    Transaction,
-}
-
-impl Op {
-    fn code(self) -> &'static str {
-        match self {
-            Op::Get => "ERR_STATE_GET",
-            Op::BulkGet => "ERR_STATE_BULK_GET",
-            Op::Save => "ERR_STATE_SAVE",
-            Op::Delete => "ERR_STATE_DELETE",
-            Op::Transaction => "ERR_STATE_TRANSACTION",
-        }
-    }
-
-    fn verb(self) -> &'static str {
-        match self {
-            Op::Get | Op::BulkGet => "getting",
-            Op::Save => "saving",
-            Op::Delete => "deleting",
-            Op::Transaction => "executing the transaction",
-        }
-    }
-}
-
-fn store_error(op: Op, store: &str, err: StateError) -> ApiError {
-    let message = format!("failed {} state in state store {store}: {err}", op.verb());
-    let status = match (&err, op) {
-        (StateError::IllegalKey(_), _) => return ApiError::malformed(err.to_string()),
-        (StateError::NotTransactional, _) => {
-            return ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ERR_STATE_STORE_NOT_SUPPORTED",
-                format!("state store {store} doesn't support transactions"),
-            )
-        }
-        // Inside a transaction every failure is a 500, as daprd answers.
-        (_, Op::Transaction) => StatusCode::INTERNAL_SERVER_ERROR,
-        (StateError::Plugin(PluginError::EtagMismatch), _) => StatusCode::CONFLICT,
-        (StateError::Plugin(PluginError::EtagInvalid), _) => StatusCode::BAD_REQUEST,
-        (StateError::Plugin(PluginError::InvalidArgument(_)), _) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, op.code(), message)
-}
-
-pub fn find_store(registry: &Registry, name: &str) -> Result<Arc<StateStore>, ApiError> {
-    if registry.state.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ERR_STATE_STORE_NOT_CONFIGURED",
-            "state store is not configured",
-        ));
-    }
-    registry.state.get(name).cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ERR_STATE_STORE_NOT_FOUND",
-            format!("state store {name} is not found"),
-        )
-    })
-}
 
 /// `POST|PUT /v1.0/state/{store}`: a JSON array of items.
 pub async fn save(
@@ -95,21 +24,16 @@ pub async fn save(
 ) -> Result<Response<Body>, ApiError> {
     let items: Vec<&RawValue> = serde_json::from_slice(body)
         .map_err(|err| ApiError::malformed(format!("failed to decode the request body: {err}")))?;
-    let query_metadata = query.metadata();
     let requests = items
         .into_iter()
         .map(|raw| {
-            let item = Object::parse(raw).map_err(ApiError::malformed)?;
-            set_request(&item, &query_metadata)
+            set_request(
+                &Object::parse(raw).map_err(ApiError::malformed)?,
+                StateOp::Save,
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if requests.is_empty() {
-        return Ok(empty(StatusCode::NO_CONTENT));
-    }
-    store
-        .bulk_set(requests)
-        .await
-        .map_err(|err| store_error(Op::Save, store.name(), err))?;
+    store.save(requests, &query.metadata()).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -118,13 +42,9 @@ pub async fn get(store: &StateStore, key: &str, query: &Query) -> Result<Respons
     let request = GetRequest {
         key: key.to_owned(),
         metadata: query.metadata(),
-        consistency: consistency(query.get("consistency"), Op::Get)?,
+        consistency: Consistency::parse(query.get("consistency"), StateOp::Get)?,
     };
-    let item = store
-        .get(request)
-        .await
-        .map_err(|err| store_error(Op::Get, store.name(), err))?;
-    let Some(item) = item else {
+    let Some(item) = store.get(request).await? else {
         return Ok(empty(StatusCode::NO_CONTENT));
     };
     let mut response = json_response(StatusCode::OK, Bytes::from(item.data));
@@ -156,30 +76,13 @@ pub async fn bulk_get(
     let mut metadata = request
         .string_map("metadata")
         .map_err(ApiError::malformed)?;
-    merge_metadata(&mut metadata, &query.metadata());
-    if keys.is_empty() {
-        return Ok(json_response(StatusCode::OK, Bytes::from_static(b"[]")));
-    }
-    let requests = keys
-        .into_iter()
-        .map(|key| GetRequest {
-            key,
-            metadata: metadata.clone(),
-            consistency: Consistency::Eventual,
-        })
-        .collect();
-    let items = store
-        .bulk_get(requests)
-        .await
-        .map_err(|err| store_error(Op::BulkGet, store.name(), err))?;
-    let entries: Vec<BulkEntry> = items
-        .iter()
-        .map(|item| BulkEntry::new(&item.key, item.item.as_ref(), item.error.as_deref()))
-        .collect();
+    merge(&mut metadata, &query.metadata());
+    let items = store.bulk_get(keys, metadata).await?;
+    let entries: Vec<BulkEntry> = items.iter().map(BulkEntry::new).collect();
     let body = serde_json::to_vec(&entries).map_err(|err| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            Op::BulkGet.code(),
+            StateOp::BulkGet.code(),
             err.to_string(),
         )
     })?;
@@ -209,7 +112,8 @@ enum Data<'a> {
 }
 
 impl<'a> BulkEntry<'a> {
-    fn new(key: &'a str, item: Option<&'a StoredItem>, error: Option<&'a str>) -> Self {
+    fn new(entry: &'a BulkGetItem) -> Self {
+        let item: Option<&StoredItem> = entry.item.as_ref();
         let data = item.map(
             |item| match serde_json::from_slice::<&RawValue>(&item.data) {
                 Ok(raw) => Data::Json(raw),
@@ -223,11 +127,11 @@ impl<'a> BulkEntry<'a> {
                 .collect()
         });
         Self {
-            key,
+            key: &entry.key,
             data,
             etag: item.and_then(|item| item.etag.as_deref()),
             metadata,
-            error: error.filter(|e| !e.is_empty()),
+            error: entry.error.as_deref().filter(|e| !e.is_empty()),
         }
     }
 }
@@ -244,17 +148,15 @@ pub async fn delete(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_owned);
+    let op = StateOp::Delete;
     let request = DeleteRequest {
         key: key.to_owned(),
         etag,
         metadata: query.metadata(),
-        concurrency: concurrency(query.get("concurrency"), Op::Delete)?,
-        consistency: consistency(query.get("consistency"), Op::Delete)?,
+        concurrency: Concurrency::parse(query.get("concurrency"), op)?,
+        consistency: Consistency::parse(query.get("consistency"), op)?,
     };
-    store
-        .delete(request)
-        .await
-        .map_err(|err| store_error(Op::Delete, store.name(), err))?;
+    store.delete(request).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -268,42 +170,19 @@ pub async fn transaction(
     let mut metadata = request
         .string_map("metadata")
         .map_err(ApiError::malformed)?;
-    merge_metadata(&mut metadata, &query.metadata());
+    merge(&mut metadata, &query.metadata());
     let mut operations = Vec::new();
     for raw in request.array("operations").map_err(ApiError::malformed)? {
         let entry = Object::parse(raw).map_err(ApiError::malformed)?;
-        let kind = entry.string("operation").map_err(ApiError::malformed)?;
+        let verb = entry.string("operation").map_err(ApiError::malformed)?;
         let item = entry.object("request").map_err(ApiError::malformed)?;
-        let operation = match kind.as_deref() {
-            Some("upsert") => Operation::Upsert(set_request(&item, &[])?),
-            Some("delete") => Operation::Delete(delete_request(&item)?),
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "ERR_NOT_SUPPORTED_STATE_OPERATION",
-                    format!("operation type {} not supported", other.unwrap_or_default()),
-                ))
-            }
+        let operation = match Operation::check_name(verb.as_deref())? {
+            TransactionVerb::Upsert => Operation::Upsert(set_request(&item, StateOp::Transaction)?),
+            TransactionVerb::Delete => Operation::Delete(delete_request(&item)?),
         };
         operations.push(operation);
     }
-    if operations.is_empty() {
-        return Ok(empty(StatusCode::NO_CONTENT));
-    }
-    // Request-level metadata reaches every operation; an operation's own entries win.
-    for operation in &mut operations {
-        let own = match operation {
-            Operation::Upsert(set) => &mut set.metadata,
-            Operation::Delete(delete) => &mut delete.metadata,
-        };
-        let mut merged = metadata.clone();
-        merge_metadata(&mut merged, own);
-        *own = merged;
-    }
-    store
-        .transact(operations, metadata)
-        .await
-        .map_err(|err| store_error(Op::Transaction, store.name(), err))?;
+    store.transact(operations, metadata).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -315,96 +194,60 @@ fn body_object(body: &Bytes) -> Result<Object<'_>, ApiError> {
 }
 
 /// A save item or an upsert: key, value, etag, metadata, options.
-fn set_request(item: &Object<'_>, overrides: &[(String, String)]) -> Result<SetRequest, ApiError> {
-    let key = required_key(item)?;
-    let value = item.raw("value").map_or("null", RawValue::get);
-    let mut metadata = item.string_map("metadata").map_err(ApiError::malformed)?;
-    merge_metadata(&mut metadata, overrides);
-    let options = item.object("options").map_err(ApiError::malformed)?;
-    let content_type = metadata
-        .iter()
-        .find(|(k, _)| k == "contentType")
-        .map(|(_, v)| v.clone());
+fn set_request(item: &Object<'_>, op: StateOp) -> Result<SetRequest, ApiError> {
+    // Options of a save are checked with the save's code, as before transactions existed.
+    let op = if op == StateOp::Transaction {
+        StateOp::Save
+    } else {
+        op
+    };
+    let (concurrency, consistency) = options(item, op)?;
     Ok(SetRequest {
-        key,
-        value: value.as_bytes().to_vec(),
-        etag: item
-            .string("etag")
-            .map_err(ApiError::malformed)?
-            .filter(|e| !e.is_empty()),
-        metadata,
-        concurrency: concurrency(
-            options
-                .string("concurrency")
-                .map_err(ApiError::malformed)?
-                .as_deref(),
-            Op::Save,
-        )?,
-        consistency: consistency(
-            options
-                .string("consistency")
-                .map_err(ApiError::malformed)?
-                .as_deref(),
-            Op::Save,
-        )?,
-        content_type,
+        key: required_key(item)?,
+        value: item
+            .raw("value")
+            .map_or("null", RawValue::get)
+            .as_bytes()
+            .to_vec(),
+        etag: etag(item)?,
+        metadata: item.string_map("metadata").map_err(ApiError::malformed)?,
+        concurrency,
+        consistency,
+        content_type: None,
     })
 }
 
 fn delete_request(item: &Object<'_>) -> Result<DeleteRequest, ApiError> {
-    let options = item.object("options").map_err(ApiError::malformed)?;
+    let (concurrency, consistency) = options(item, StateOp::Delete)?;
     Ok(DeleteRequest {
         key: required_key(item)?,
-        etag: item
-            .string("etag")
-            .map_err(ApiError::malformed)?
-            .filter(|e| !e.is_empty()),
+        etag: etag(item)?,
         metadata: item.string_map("metadata").map_err(ApiError::malformed)?,
-        concurrency: concurrency(
-            options
-                .string("concurrency")
-                .map_err(ApiError::malformed)?
-                .as_deref(),
-            Op::Delete,
-        )?,
-        consistency: consistency(
-            options
-                .string("consistency")
-                .map_err(ApiError::malformed)?
-                .as_deref(),
-            Op::Delete,
-        )?,
+        concurrency,
+        consistency,
     })
+}
+
+fn options(item: &Object<'_>, op: StateOp) -> Result<(Concurrency, Consistency), ApiError> {
+    let options = item.object("options").map_err(ApiError::malformed)?;
+    let field = |name: &str| options.string(name).map_err(ApiError::malformed);
+    Ok((
+        Concurrency::parse(field("concurrency")?.as_deref(), op)?,
+        Consistency::parse(field("consistency")?.as_deref(), op)?,
+    ))
+}
+
+fn etag(item: &Object<'_>) -> Result<Option<String>, ApiError> {
+    Ok(item
+        .string("etag")
+        .map_err(ApiError::malformed)?
+        .filter(|e| !e.is_empty()))
 }
 
 fn required_key(item: &Object<'_>) -> Result<String, ApiError> {
     match item.string("key").map_err(ApiError::malformed)? {
         Some(key) if !key.is_empty() => Ok(key),
         _ => Err(ApiError::malformed("a state item has no key")),
-    }
-}
-
-fn concurrency(value: Option<&str>, op: Op) -> Result<Concurrency, ApiError> {
-    match value.unwrap_or_default() {
-        "" | "last-write" => Ok(Concurrency::LastWrite),
-        "first-write" => Ok(Concurrency::FirstWrite),
-        other => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            op.code(),
-            format!("invalid concurrency '{other}': use first-write or last-write"),
-        )),
-    }
-}
-
-fn consistency(value: Option<&str>, op: Op) -> Result<Consistency, ApiError> {
-    match value.unwrap_or_default() {
-        "" | "eventual" => Ok(Consistency::Eventual),
-        "strong" => Ok(Consistency::Strong),
-        other => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            op.code(),
-            format!("invalid consistency '{other}': use strong or eventual"),
-        )),
     }
 }
 

@@ -1,7 +1,6 @@
-//! The application side: the HTTP channel to the app, its subscriptions, event delivery.
+//! The application side, shared by every block that calls the app: the HTTP channel to it,
+//! what its answers to events mean, and subscription discovery.
 
-mod bulk;
 pub mod channel;
-pub mod delivery;
-pub mod rules;
-pub mod subscription;
+pub mod discovery;
+mod events;

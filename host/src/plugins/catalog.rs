@@ -9,60 +9,22 @@ use std::time::Duration;
 use wasmtime::component::{InstancePre, Linker};
 use wasmtime::Engine;
 
-use super::bindings::{state, PluginInfo, PACKAGE, PACKAGE_VERSION};
+use super::bindings::{base, PluginInfo, PACKAGE, PACKAGE_VERSION};
 use super::cache::{CompileCache, Origin};
 use super::instance::{arm_deadline, new_store, PluginState};
 
-/// Which building block a plugin serves, learned from the interface it exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PluginKind {
-    State,
-    PubSub,
-    SecretStore,
-    Crypto,
-    Lock,
-    Configuration,
-    OutputBinding,
-    InputBinding,
-    NameResolution,
-}
-
-impl PluginKind {
-    const ALL: [(&'static str, PluginKind); 9] = [
-        ("state-store", PluginKind::State),
-        ("pubsub", PluginKind::PubSub),
-        ("secret-store", PluginKind::SecretStore),
-        ("crypto", PluginKind::Crypto),
-        ("lock-store", PluginKind::Lock),
-        ("configuration-store", PluginKind::Configuration),
-        ("output-binding", PluginKind::OutputBinding),
-        ("input-binding", PluginKind::InputBinding),
-        ("name-resolution", PluginKind::NameResolution),
-    ];
-
-    /// `blockhost:plugin/state-store@0.2.0` → `State`.
-    fn from_export(name: &str) -> Option<Self> {
-        let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
-        let interface = rest.split('@').next()?;
-        Self::ALL
-            .iter()
-            .find(|(n, _)| *n == interface)
-            .map(|(_, kind)| *kind)
-    }
-
-    pub fn interface(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, kind)| *kind == self)
-            .map_or("unknown", |(n, _)| n)
-    }
+/// `blockhost:plugin/state-store@0.2.0` → `state-store`.
+fn exported_interface(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
+    rest.split('@').next()
 }
 
 /// A compiled plugin, ready to be instantiated for any number of components.
 pub struct Plugin {
     pub file: PathBuf,
     pub file_name: String,
-    pub kind: PluginKind,
+    /// The block interface it exports (`state-store`, `pubsub`).
+    pub interface: &'static str,
     pub info: PluginInfo,
     pub instance_pre: InstancePre<PluginState>,
 }
@@ -105,13 +67,15 @@ impl Catalog {
         self.by_type.values()
     }
 
-    /// Loads every `*.wasm` in `dir`. A file that cannot be used is logged with the reason
-    /// and skipped; only an unreadable directory is an error.
+    /// Loads every `*.wasm` in `dir` that serves one of the `hosted` block interfaces. A
+    /// file that cannot be used is logged with the reason and skipped; only an unreadable
+    /// directory is an error.
     pub async fn load_dir(
         engine: &Engine,
         linker: &Linker<PluginState>,
         cache: &CompileCache,
         dir: &Path,
+        hosted: &[&'static str],
     ) -> std::io::Result<Self> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -125,7 +89,7 @@ impl Catalog {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            match load_plugin(engine, linker, cache, &file, &file_name).await {
+            match load_plugin(engine, linker, cache, &file, &file_name, hosted).await {
                 Ok(plugin) => catalog.register(plugin),
                 Err(reason) => {
                     tracing::error!(
@@ -157,7 +121,7 @@ impl Catalog {
         tracing::info!(
             plugin = %plugin.file_name,
             component_type = %key,
-            kind = plugin.kind.interface(),
+            block = plugin.interface,
             features = ?plugin.info.features,
             "plugin registered"
         );
@@ -173,6 +137,7 @@ async fn load_plugin(
     cache: &CompileCache,
     file: &Path,
     file_name: &str,
+    hosted: &[&'static str],
 ) -> Result<Plugin, String> {
     let started = std::time::Instant::now();
     let (component, origin) = cache.load(engine, file).map_err(|e| e.to_string())?;
@@ -194,14 +159,25 @@ async fn load_plugin(
              this sidecar's version (wit/README.md lists what changed)"
         ));
     }
-    let kind = exports
+    let interfaces: Vec<&str> = exports
         .iter()
-        .find_map(|name| PluginKind::from_export(name))
-        .ok_or_else(|| {
-            format!(
+        .filter_map(|name| exported_interface(name))
+        .filter(|interface| *interface != "lifecycle")
+        .collect();
+    let interface = hosted
+        .iter()
+        .copied()
+        .find(|hosted| interfaces.contains(hosted))
+        .ok_or_else(|| match interfaces.first() {
+            Some(other) => format!(
+                "it serves the {other} block, which this version of blockhost cannot host \
+                 yet (it hosts: {})",
+                hosted.join(", ")
+            ),
+            None => format!(
                 "it exports no blockhost plugin interface (expected one world of the \
                  {PACKAGE} package, e.g. state-plugin)"
-            )
+            ),
         })?;
     let instance_pre = linker.instantiate_pre(&component).map_err(|err| {
         format!("it needs imports the sandbox does not provide (plugins may import only WASI 0.2 and {PACKAGE}/log): {err:#}")
@@ -212,7 +188,7 @@ async fn load_plugin(
     Ok(Plugin {
         file: file.to_owned(),
         file_name: file_name.to_owned(),
-        kind,
+        interface,
         info,
         instance_pre,
     })
@@ -231,7 +207,7 @@ async fn describe(
     instance_pre: &InstancePre<PluginState>,
     file_name: &str,
 ) -> wasmtime::Result<PluginInfo> {
-    let indices = state::exports::blockhost::plugin::lifecycle::GuestIndices::new(instance_pre)?;
+    let indices = base::exports::blockhost::plugin::lifecycle::GuestIndices::new(instance_pre)?;
     let wasi = wasmtime_wasi::WasiCtxBuilder::new().build();
     let mut store = new_store(engine, Arc::from(file_name), wasi, 64 << 20);
     arm_deadline(&mut store, DESCRIBE_BUDGET);
@@ -244,7 +220,7 @@ async fn describe(
 pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    state::blockhost::plugin::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+    base::blockhost::plugin::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
         &mut linker,
         |state| state,
     )?;

@@ -5,17 +5,18 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store};
 
-use super::bindings::{describe_error, pubsub, state, PluginError};
+use super::bindings::{backend_error, describe_error, PluginError};
 use super::catalog::Plugin;
 use super::instance::{arm_deadline, new_store, PluginState};
 use super::sandbox::SandboxPolicy;
+use super::slots::{pool_size, Slots};
+use crate::blocks::{BackendError, ErrorKind};
 
 /// Budgets a component's instances run under.
 #[derive(Debug, Clone)]
@@ -78,45 +79,6 @@ pub trait WorldBindings: Sized + Send + 'static {
     ) -> impl Future<Output = wasmtime::Result<()>> + Send;
 }
 
-/// Every world exports the same `lifecycle`, so one implementation serves them all.
-macro_rules! world_bindings {
-    ($world:ty, $pre:ident) => {
-        impl WorldBindings for $world {
-            type Pre = $pre<PluginState>;
-
-            fn pre(instance_pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre> {
-                $pre::new(instance_pre)
-            }
-
-            async fn instantiate(
-                pre: &Self::Pre,
-                store: &mut Store<PluginState>,
-            ) -> wasmtime::Result<Self> {
-                pre.instantiate_async(store).await
-            }
-
-            async fn init(
-                &self,
-                store: &mut Store<PluginState>,
-                metadata: &Vec<(String, String)>,
-            ) -> wasmtime::Result<Result<(), PluginError>> {
-                self.blockhost_plugin_lifecycle()
-                    .call_init(store, metadata)
-                    .await
-            }
-
-            async fn close(&self, store: &mut Store<PluginState>) -> wasmtime::Result<()> {
-                self.blockhost_plugin_lifecycle().call_close(store).await
-            }
-        }
-    };
-}
-
-use pubsub::PubsubPluginPre;
-use state::StatePluginPre;
-world_bindings!(state::StatePlugin, StatePluginPre);
-world_bindings!(pubsub::PubsubPlugin, PubsubPluginPre);
-
 /// A live instance: the bindings and the store they run in.
 pub struct Instance<B> {
     pub bindings: B,
@@ -136,10 +98,7 @@ pub struct Pool<B: WorldBindings> {
     policy: SandboxPolicy,
     metadata: Vec<(String, String)>,
     limits: Limits,
-    idle: Mutex<Vec<Instance<B>>>,
-    permits: Arc<Semaphore>,
-    /// The most instances that may exist at once.
-    size: u32,
+    slots: Slots<Instance<B>>,
     generations: AtomicU64,
 }
 
@@ -155,10 +114,11 @@ impl<B: WorldBindings> Pool<B> {
         limits: Limits,
     ) -> Result<Arc<Self>, StartError> {
         let pre = B::pre(plugin.instance_pre.clone()).map_err(StartError::Bind)?;
-        let size = match (plugin.info.max_instances, limits.max_instances_override) {
-            (0, wanted) => wanted.unwrap_or(limits.default_instances).max(1),
-            (allowed, wanted) => wanted.map_or(allowed, |w| w.min(allowed)),
-        };
+        let size = pool_size(
+            plugin.info.max_instances,
+            limits.max_instances_override,
+            limits.default_instances,
+        );
         let pool = Arc::new(Self {
             component,
             engine: engine.clone(),
@@ -166,13 +126,11 @@ impl<B: WorldBindings> Pool<B> {
             policy,
             metadata,
             limits,
-            idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(size as usize)),
-            size,
+            slots: Slots::new(size),
             generations: AtomicU64::new(0),
         });
         let first = pool.create().await.map_err(StartError::Call)?;
-        pool.give_back(first);
+        pool.slots.give_back(first);
         Ok(pool)
     }
 
@@ -190,11 +148,8 @@ impl<B: WorldBindings> Pool<B> {
     {
         let pool = Arc::clone(self);
         let task = tokio::spawn(async move {
-            let _permit = Arc::clone(&pool.permits)
-                .acquire_owned()
-                .await
-                .map_err(|_| CallError::Closed)?;
-            let mut instance = match pool.take_idle() {
+            let (_permit, idle) = pool.slots.acquire().await.map_err(|_| CallError::Closed)?;
+            let mut instance = match idle {
                 Some(instance) => instance,
                 None => pool.create().await?,
             };
@@ -204,7 +159,7 @@ impl<B: WorldBindings> Pool<B> {
             // waits on a host future (a socket that never answers).
             match tokio::time::timeout(budget + TIMER_SLACK, work(&mut instance)).await {
                 Ok(Ok(value)) => {
-                    pool.give_back(instance);
+                    pool.slots.give_back(instance);
                     Ok(value)
                 }
                 Ok(Err(err)) => Err(pool.discard(instance, &describe_trap(&pool.component, &err))),
@@ -218,12 +173,12 @@ impl<B: WorldBindings> Pool<B> {
     /// True when the plugin runs as one instance whose calls are serialised: its state
     /// (an in-memory bus, say) lives in that instance, so every caller must use it.
     pub fn is_single_instance(&self) -> bool {
-        self.size == 1
+        self.slots.size() == 1
     }
 
     /// The most instances that may run at once.
     pub fn size(&self) -> u32 {
-        self.size
+        self.slots.size()
     }
 
     /// A new initialised instance outside the pool, for work that blocks for long (a
@@ -252,11 +207,7 @@ impl<B: WorldBindings> Pool<B> {
     /// Stops handing out instances, waits for calls in flight, and closes every instance
     /// so plugins can flush and release what they hold.
     pub async fn close(&self) {
-        // Holding every permit means no call is running.
-        let all = self.permits.acquire_many(self.size).await;
-        self.permits.close();
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
-        for mut instance in idle {
+        for mut instance in self.slots.close().await {
             arm_deadline(&mut instance.store, self.limits.call_timeout);
             let closing = instance.bindings.close(&mut instance.store);
             match tokio::time::timeout(self.limits.call_timeout + TIMER_SLACK, closing).await {
@@ -269,7 +220,6 @@ impl<B: WorldBindings> Pool<B> {
                 Err(_) => tracing::warn!(component = &*self.component, "plugin close timed out"),
             }
         }
-        drop(all);
     }
 
     async fn create(&self) -> Result<Instance<B>, CallError> {
@@ -305,22 +255,6 @@ impl<B: WorldBindings> Pool<B> {
         }
     }
 
-    fn take_idle(&self) -> Option<Instance<B>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-    }
-
-    fn give_back(&self, instance: Instance<B>) {
-        if !self.permits.is_closed() {
-            self.idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(instance);
-        }
-    }
-
     fn discard(&self, instance: Instance<B>, reason: &str) -> CallError {
         drop(instance);
         tracing::error!(
@@ -328,6 +262,75 @@ impl<B: WorldBindings> Pool<B> {
             "plugin call failed, instance discarded: {reason}"
         );
         CallError::Trap(reason.to_owned())
+    }
+}
+
+/// Every world exports the same `lifecycle`, so one implementation serves them all.
+macro_rules! world_bindings {
+    ($world:ty, $pre:ident) => {
+        impl $crate::plugins::pool::WorldBindings for $world {
+            type Pre = $pre<$crate::plugins::instance::PluginState>;
+
+            fn pre(
+                instance_pre: wasmtime::component::InstancePre<
+                    $crate::plugins::instance::PluginState,
+                >,
+            ) -> wasmtime::Result<Self::Pre> {
+                $pre::new(instance_pre)
+            }
+
+            async fn instantiate(
+                pre: &Self::Pre,
+                store: &mut wasmtime::Store<$crate::plugins::instance::PluginState>,
+            ) -> wasmtime::Result<Self> {
+                pre.instantiate_async(store).await
+            }
+
+            async fn init(
+                &self,
+                store: &mut wasmtime::Store<$crate::plugins::instance::PluginState>,
+                metadata: &Vec<(String, String)>,
+            ) -> wasmtime::Result<Result<(), $crate::plugins::bindings::PluginError>> {
+                self.blockhost_plugin_lifecycle()
+                    .call_init(store, metadata)
+                    .await
+            }
+
+            async fn close(
+                &self,
+                store: &mut wasmtime::Store<$crate::plugins::instance::PluginState>,
+            ) -> wasmtime::Result<()> {
+                self.blockhost_plugin_lifecycle().call_close(store).await
+            }
+        }
+    };
+}
+pub(crate) use world_bindings;
+
+impl CallError {
+    /// The failure as the blocks see it: a component shutting down is unavailable, a
+    /// broken instance is internal.
+    pub fn backend(&self) -> BackendError {
+        let kind = match self {
+            CallError::Closed => ErrorKind::Unavailable,
+            CallError::Init(_) | CallError::Trap(_) => ErrorKind::Internal,
+        };
+        BackendError::new(kind, self.to_string())
+    }
+}
+
+/// Runs `work` on a pooled instance and flattens the two ways it can fail (the call, and
+/// the plugin's own error) into the blocks' error.
+pub async fn call_plugin<B, R, F>(pool: &Arc<Pool<B>>, work: F) -> Result<R, BackendError>
+where
+    B: WorldBindings,
+    R: Send + 'static,
+    F: for<'a> FnOnce(&'a mut Instance<B>) -> Work<'a, Result<R, PluginError>> + Send + 'static,
+{
+    match pool.call(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(backend_error(&err)),
+        Err(err) => Err(err.backend()),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{located, ResourceError, Source};
-use crate::app::subscription::{rules, BulkSubscribe, Kind, SubscriptionSpec};
+use crate::blocks::pubsub::subscription::{rules, BulkSubscribe, Kind, SubscriptionSpec};
 
 #[derive(Debug, Clone)]
 pub struct DeclaredSubscription {

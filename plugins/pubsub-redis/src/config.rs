@@ -15,7 +15,8 @@ const QUEUE_DEPTH: &str = "queueDepth";
 const MAX_LEN_APPROX: &str = "maxLenApprox";
 const STREAM_TTL: &str = "streamTTL";
 
-/// daprd's defaults (in code; its docs differ, see the reference).
+/// daprd's defaults as its code has them (components-contrib `pubsub/redis/redis.go`;
+/// the docs page lists other values).
 const DEFAULT_PROCESSING_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_REDELIVER_INTERVAL: Duration = Duration::from_secs(15);
 const DEFAULT_QUEUE_DEPTH: u32 = 100;

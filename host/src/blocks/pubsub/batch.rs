@@ -7,19 +7,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{BulkEntry, OutgoingMessage, PubSubError};
-use crate::plugins::bindings::pubsub::PubsubPlugin;
-use crate::plugins::bindings::PluginError;
-use crate::plugins::pool::Pool;
+use super::{BulkEntry, OutgoingMessage, PubSubBackend};
+use crate::blocks::{BackendError, ErrorKind};
 
 /// The most messages one plugin call carries.
 const MAX_BATCH: usize = 128;
 
 struct Pending {
     message: OutgoingMessage,
-    answer: oneshot::Sender<Result<(), PubSubError>>,
+    answer: oneshot::Sender<Result<(), BackendError>>,
 }
 
 pub struct PublishQueue {
@@ -28,13 +26,12 @@ pub struct PublishQueue {
 
 impl PublishQueue {
     /// Starts `lanes` tasks that drain the queue; they end when the queue is dropped.
-    pub fn start(pool: Arc<Pool<PubsubPlugin>>, published: Arc<Notify>, lanes: usize) -> Self {
+    pub fn start(backend: Arc<dyn PubSubBackend>, lanes: usize) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..lanes.max(1) {
             let lane = Lane {
-                pool: Arc::clone(&pool),
-                published: Arc::clone(&published),
+                backend: Arc::clone(&backend),
                 receiver: Arc::clone(&receiver),
             };
             tokio::spawn(lane.run());
@@ -42,7 +39,7 @@ impl PublishQueue {
         Self { queue }
     }
 
-    pub async fn publish(&self, message: OutgoingMessage) -> Result<(), PubSubError> {
+    pub async fn publish(&self, message: OutgoingMessage) -> Result<(), BackendError> {
         let (answer, answered) = oneshot::channel();
         self.queue
             .send(Pending { message, answer })
@@ -51,13 +48,12 @@ impl PublishQueue {
     }
 }
 
-fn closed() -> PubSubError {
-    PubSubError::Call(crate::plugins::pool::CallError::Closed)
+fn closed() -> BackendError {
+    BackendError::new(ErrorKind::Unavailable, "the component is shutting down")
 }
 
 struct Lane {
-    pool: Arc<Pool<PubsubPlugin>>,
-    published: Arc<Notify>,
+    backend: Arc<dyn PubSubBackend>,
     receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>,
 }
 
@@ -67,7 +63,6 @@ impl Lane {
             for (topic, group) in by_topic(batch) {
                 self.send(topic, group).await;
             }
-            self.published.notify_waiters();
         }
     }
 
@@ -88,7 +83,7 @@ impl Lane {
     async fn send(&self, topic: String, mut group: Vec<Pending>) {
         if group.len() == 1 {
             if let Some(Pending { message, answer }) = group.pop() {
-                let _ = answer.send(self.publish_one(message).await);
+                let _ = answer.send(self.backend.publish(message).await);
             }
             return;
         }
@@ -105,45 +100,26 @@ impl Lane {
                 (entry, answer)
             })
             .unzip();
-        let result = super::bulk_call(&self.pool, topic, entries, Vec::new()).await;
-        match result {
-            Ok(Ok(failures)) => {
-                let mut failed: HashMap<String, PluginError> = failures
+        match self.backend.bulk_publish(topic, entries, Vec::new()).await {
+            Ok(failures) => {
+                let mut failed: HashMap<String, BackendError> = failures
                     .into_iter()
                     .map(|f| (f.entry_id, f.error))
                     .collect();
                 for (index, answer) in answers.into_iter().enumerate() {
                     let outcome = match failed.remove(&index.to_string()) {
-                        Some(error) => Err(PubSubError::Plugin(error)),
+                        Some(error) => Err(error),
                         None => Ok(()),
                     };
                     let _ = answer.send(outcome);
                 }
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 for answer in answers {
-                    let _ = answer.send(Err(PubSubError::Plugin(error.clone())));
-                }
-            }
-            Err(call) => {
-                for answer in answers {
-                    let _ = answer.send(Err(PubSubError::Call(call.clone())));
+                    let _ = answer.send(Err(error.clone()));
                 }
             }
         }
-    }
-
-    async fn publish_one(&self, message: OutgoingMessage) -> Result<(), PubSubError> {
-        let result = self
-            .pool
-            .call(move |i| {
-                Box::pin(async move {
-                    let pubsub = i.bindings.blockhost_plugin_pubsub();
-                    pubsub.call_publish(&mut i.store, &message).await
-                })
-            })
-            .await?;
-        result.map_err(PubSubError::Plugin)
     }
 }
 

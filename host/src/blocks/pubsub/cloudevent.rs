@@ -1,4 +1,5 @@
-//! CloudEvents 1.0 envelopes, built the way daprd builds them for a publish (reference §1.3),
+//! CloudEvents 1.0 envelopes, built the way daprd builds them for a publish
+//! (<https://docs.dapr.io/developing-applications/building-blocks/pubsub/pubsub-cloudevents/>),
 //! and the fields a subscriber needs to read back (routing, expiry).
 
 use std::collections::BTreeMap;

@@ -1,57 +1,67 @@
-//! Publish/subscribe: what a pub/sub component offers the API and the subscriber loops,
-//! independent of HTTP. The plugin moves opaque bytes; envelopes are built here.
+//! Publish/subscribe: what a pub/sub component offers the API and the subscribers,
+//! independent of the transport. The plugin moves opaque bytes; envelopes, scoping, routing
+//! and delivery to the app are built here.
 
 mod batch;
 pub mod cloudevent;
+pub mod delivery;
+mod model;
+mod publish;
+pub mod rules;
 mod scopes;
+pub mod subscription;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use wasmtime::component::ResourceAny;
-
-use crate::plugins::bindings::pubsub::exports::blockhost::plugin::pubsub as wit;
-use crate::plugins::bindings::pubsub::PubsubPlugin;
-use crate::plugins::bindings::{describe_error, PluginError};
-use crate::plugins::pool::{CallError, Instance, Pool};
-
+use super::metadata::{self, Metadata};
+use super::{BackendError, Block, BlockError, BoxFuture, ComponentContext, ErrorKind};
 use batch::PublishQueue;
-pub use scopes::TopicScopes;
-pub use wit::{
+pub use model::{
     BulkEntry, BulkFailure, IncomingMessage, Outcome, OutgoingMessage, SettleFailure, Settlement,
 };
+pub use publish::BulkPublishEntry;
+use publish::PublishOptions;
+pub use scopes::TopicScopes;
 
-/// Go's `strconv.ParseBool`, which daprd uses for flags such as `rawPayload`.
-pub fn parse_bool(text: &str) -> Option<bool> {
-    match text {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
+/// What a pub/sub component asks of its plugin.
+pub trait PubSubBackend: Send + Sync {
+    /// How many calls the backend serves at once.
+    fn concurrency(&self) -> u32;
+    /// Returns once the broker has the message.
+    fn publish(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Returns the entries that failed.
+    fn bulk_publish(
+        &self,
+        topic: String,
+        entries: Vec<BulkEntry>,
+        metadata: Metadata,
+    ) -> BoxFuture<'_, Result<Vec<BulkFailure>, BackendError>>;
+    fn subscribe(
+        &self,
+        topic: String,
+        metadata: Metadata,
+    ) -> BoxFuture<'_, Result<Box<dyn SubscriptionBackend>, BackendError>>;
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PubSubError {
-    #[error("{}", describe_error(.0))]
-    Plugin(PluginError),
-    #[error("{0}")]
-    Call(#[from] CallError),
-    /// The instance that held the subscription was replaced; subscribe again.
-    #[error("the subscription was lost with its plugin instance")]
-    Lost,
+/// One open subscription.
+pub trait SubscriptionBackend: Send {
+    /// Up to `max` messages, waiting at most `wait` for the first.
+    fn next(
+        &mut self,
+        max: u32,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Vec<IncomingMessage>, BackendError>>;
+    /// Settles a batch; returns the deliveries that could not be settled (the broker
+    /// delivers those again).
+    fn ack(
+        &mut self,
+        settled: Vec<Settlement>,
+    ) -> BoxFuture<'_, Result<Vec<SettleFailure>, BackendError>>;
 }
 
-pub struct PubSub {
-    name: String,
-    pool: Arc<Pool<PubsubPlugin>>,
-    features: Vec<String>,
-    /// Wakes subscribers that share the component's one instance after each publish.
-    published: Arc<Notify>,
-    single: PublishQueue,
-    delivery_concurrency: usize,
-    scopes: TopicScopes,
-}
+const PUBLISH_FAILED: &str = "ERR_PUBSUB_PUBLISH_MESSAGE";
 
 /// daprd's default number of parallel deliveries per subscription.
 const DEFAULT_CONCURRENCY: usize = 10;
@@ -61,22 +71,39 @@ const DEFAULT_CONCURRENCY: usize = 10;
 /// batches, not more lanes, absorb load.
 const PUBLISH_LANES: u32 = 2;
 
-impl PubSub {
-    /// `metadata` is the component's: `concurrency` / `maxConcurrentHandlers` bound the
-    /// parallel deliveries of each subscription, and RabbitMQ's `concurrencyMode: single`
-    /// makes them serial.
-    pub fn new(
-        name: String,
-        pool: Arc<Pool<PubsubPlugin>>,
-        features: Vec<String>,
-        metadata: &[(String, String)],
-    ) -> Self {
-        let value = |key: &str| {
-            metadata
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
+/// A running pub/sub component.
+pub struct PubSub {
+    name: String,
+    app_id: String,
+    backend: Arc<dyn PubSubBackend>,
+    features: Vec<String>,
+    single: PublishQueue,
+    delivery_concurrency: usize,
+    scopes: TopicScopes,
+}
+
+pub struct PubSubSettings {
+    app_id: String,
+    features: Vec<String>,
+    delivery_concurrency: usize,
+    scopes: TopicScopes,
+}
+
+impl Block for PubSub {
+    const CATEGORY: &'static str = "pubsub";
+    type Backend = dyn PubSubBackend;
+    type Settings = PubSubSettings;
+
+    /// `concurrency` / `maxConcurrentHandlers` bound the parallel deliveries of each
+    /// subscription, and RabbitMQ's `concurrencyMode: single` makes them serial. The consumer
+    /// group defaults to the app id, as in daprd.
+    fn configure(component: &mut ComponentContext<'_>) -> Result<PubSubSettings, String> {
+        if metadata::value(component.metadata, "consumerID").is_none() {
+            component
+                .metadata
+                .push(("consumerID".to_owned(), component.app_id.to_owned()));
+        }
+        let value = |key: &str| metadata::value(component.metadata, key);
         let delivery_concurrency = if value("concurrencyMode") == Some("single") {
             1
         } else {
@@ -86,18 +113,35 @@ impl PubSub {
                 .filter(|n| *n > 0)
                 .unwrap_or(DEFAULT_CONCURRENCY)
         };
-        let published = Arc::new(Notify::new());
-        let lanes = pool.size().min(PUBLISH_LANES) as usize;
-        let single = PublishQueue::start(Arc::clone(&pool), Arc::clone(&published), lanes);
-        Self {
-            name,
-            pool,
-            features,
-            published,
-            single,
+        Ok(PubSubSettings {
+            app_id: component.app_id.to_owned(),
+            features: component.features.to_vec(),
             delivery_concurrency,
-            scopes: TopicScopes::from_metadata(metadata),
+            scopes: TopicScopes::from_metadata(component.metadata),
+        })
+    }
+
+    fn build(name: &str, settings: PubSubSettings, backend: Arc<dyn PubSubBackend>) -> Self {
+        let lanes = backend.concurrency().min(PUBLISH_LANES) as usize;
+        Self {
+            name: name.to_owned(),
+            app_id: settings.app_id,
+            single: PublishQueue::start(Arc::clone(&backend), lanes),
+            backend,
+            features: settings.features,
+            delivery_concurrency: settings.delivery_concurrency,
+            scopes: settings.scopes,
         }
+    }
+
+    async fn close(&self) {
+        self.backend.close().await;
+    }
+}
+
+impl PubSub {
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn scopes(&self) -> &TopicScopes {
@@ -108,241 +152,142 @@ impl PubSub {
         self.delivery_concurrency
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn has_feature(&self, feature: &str) -> bool {
         self.features.iter().any(|f| f == feature)
     }
 
-    pub async fn close(&self) {
-        self.pool.close().await;
+    /// Publishes `body` to `topic` with the request's metadata options; returns once the
+    /// broker has it. Concurrent publishes share plugin calls (see `batch`).
+    pub async fn publish(
+        &self,
+        topic: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+        request_metadata: Metadata,
+    ) -> Result<(), BlockError> {
+        let options = PublishOptions::from_metadata(request_metadata)?;
+        let (data, content_type) = self.message_bytes(topic, body, content_type, &options)?;
+        let message = OutgoingMessage {
+            topic: topic.to_owned(),
+            data,
+            content_type: Some(content_type),
+            metadata: options.component_metadata,
+        };
+        self.single
+            .publish(message)
+            .await
+            .map_err(|err| self.publish_failed(topic, &err))
     }
 
-    /// Returns once the broker has the message. Concurrent publishes share plugin calls
-    /// (see `batch`).
-    pub async fn publish(&self, message: OutgoingMessage) -> Result<(), PubSubError> {
+    /// Publishes every entry, each in its own envelope, with the request's metadata under
+    /// the entry's own. Returns the entries that failed, with the reason.
+    pub async fn bulk_publish(
+        &self,
+        topic: &str,
+        entries: Vec<BulkPublishEntry>,
+        request_metadata: Metadata,
+    ) -> Result<Vec<(String, String)>, BlockError> {
+        publish::check_entry_ids(&entries)?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut prepared = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut merged = request_metadata.clone();
+            metadata::merge(&mut merged, &entry.metadata);
+            let options = PublishOptions::from_metadata(merged)?;
+            let (data, content_type) =
+                self.message_bytes(topic, &entry.event, Some(&entry.content_type), &options)?;
+            prepared.push(BulkEntry {
+                entry_id: entry.entry_id,
+                data,
+                content_type: Some(content_type),
+                metadata: options.component_metadata,
+            });
+        }
+        let ids: Vec<String> = prepared.iter().map(|e| e.entry_id.clone()).collect();
+        let failed = match self
+            .backend
+            .bulk_publish(topic.to_owned(), prepared, request_metadata)
+            .await
+        {
+            Ok(failures) => failures
+                .into_iter()
+                .map(|f| (f.entry_id, f.error.message))
+                .collect(),
+            Err(err) => ids
+                .into_iter()
+                .map(|id| (id, err.message.clone()))
+                .collect(),
+        };
+        Ok(failed)
+    }
+
+    /// Forwards a delivered message as it is (a dead-letter topic).
+    pub async fn forward(&self, message: OutgoingMessage) -> Result<(), BackendError> {
         self.single.publish(message).await
     }
 
-    /// Returns the entries that failed.
-    pub async fn bulk_publish(
-        &self,
-        topic: String,
-        entries: Vec<BulkEntry>,
-        metadata: Vec<(String, String)>,
-    ) -> Result<Vec<BulkFailure>, PubSubError> {
-        let result = bulk_call(&self.pool, topic, entries, metadata).await?;
-        self.published.notify_waiters();
-        result.map_err(PubSubError::Plugin)
-    }
-
-    /// Opens a subscription. Multi-instance plugins get an instance of their own, so a
-    /// blocking `next` holds nothing the publish path needs; a single-instance plugin's
-    /// subscription lives in its one instance and is polled without blocking.
+    /// Opens a subscription to `topic`.
     pub async fn subscribe(
         &self,
         topic: &str,
-        metadata: Vec<(String, String)>,
-    ) -> Result<Subscription, PubSubError> {
-        let request = wit::SubscribeRequest {
-            topic: topic.to_owned(),
-            metadata,
-        };
-        if self.pool.is_single_instance() {
-            let (handle, generation) = self
-                .pool
-                .call(move |i| {
-                    Box::pin(async move {
-                        let pubsub = i.bindings.blockhost_plugin_pubsub();
-                        let handle = pubsub.call_subscribe(&mut i.store, &request).await?;
-                        Ok((handle, i.generation))
-                    })
-                })
-                .await?;
-            let handle = handle.map_err(PubSubError::Plugin)?;
-            return Ok(Subscription {
-                pool: Arc::clone(&self.pool),
-                lane: Lane::Shared {
-                    handle,
-                    generation,
-                    published: Arc::clone(&self.published),
-                },
-            });
+        metadata: Metadata,
+    ) -> Result<Box<dyn SubscriptionBackend>, BackendError> {
+        self.backend.subscribe(topic.to_owned(), metadata).await
+    }
+
+    fn publish_failed(&self, topic: &str, err: &BackendError) -> BlockError {
+        BlockError::internal(
+            PUBLISH_FAILED,
+            format!(
+                "error when publishing to topic {topic} in pubsub {}: {err}",
+                self.name
+            ),
+        )
+    }
+}
+
+/// The error code of a bulk publish whose entries failed.
+pub const BULK_PUBLISH_FAILED: &str = PUBLISH_FAILED;
+
+/// The pub/sub component `name`, if this app may publish `topic` on it.
+pub fn find_for_publish(
+    components: &crate::components::Components,
+    name: &str,
+    topic: &str,
+    app_id: &str,
+) -> Result<Arc<PubSub>, BlockError> {
+    use crate::components::Lookup;
+    let pubsub = match components.lookup::<PubSub>(name) {
+        Lookup::Found(pubsub) => pubsub,
+        Lookup::NoneOfBlock => {
+            return Err(BlockError::invalid(
+                "ERR_PUBSUB_NOT_CONFIGURED",
+                "no pubsub is configured",
+            ))
         }
-        let mut instance = self.pool.dedicated().await?;
-        let handle = self
-            .pool
-            .run_dedicated(&mut instance, Duration::ZERO, move |i| {
-                Box::pin(async move {
-                    let pubsub = i.bindings.blockhost_plugin_pubsub();
-                    pubsub.call_subscribe(&mut i.store, &request).await
-                })
-            })
-            .await?
-            .map_err(PubSubError::Plugin)?;
-        Ok(Subscription {
-            pool: Arc::clone(&self.pool),
-            lane: Lane::Dedicated {
-                instance: Box::new(instance),
-                handle,
-            },
-        })
-    }
-}
-
-/// One open subscription and the instance it lives in.
-pub struct Subscription {
-    pool: Arc<Pool<PubsubPlugin>>,
-    lane: Lane,
-}
-
-enum Lane {
-    Dedicated {
-        instance: Box<Instance<PubsubPlugin>>,
-        handle: ResourceAny,
-    },
-    Shared {
-        handle: ResourceAny,
-        generation: u64,
-        published: Arc<Notify>,
-    },
-}
-
-impl Subscription {
-    /// Up to `max` messages, waiting at most `wait` for the first.
-    pub async fn next(
-        &mut self,
-        max: u32,
-        wait: Duration,
-    ) -> Result<Vec<IncomingMessage>, PubSubError> {
-        match &mut self.lane {
-            Lane::Dedicated { instance, handle } => {
-                let handle = *handle;
-                // A zero wait would mean "block forever" to some brokers' clients.
-                let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1);
-                let result = self
-                    .pool
-                    .run_dedicated(instance, wait, move |i| {
-                        Box::pin(async move {
-                            let subscription = i.bindings.blockhost_plugin_pubsub().subscription();
-                            subscription
-                                .call_next(&mut i.store, handle, max, wait_ms)
-                                .await
-                        })
-                    })
-                    .await?;
-                result.map_err(PubSubError::Plugin)
-            }
-            Lane::Shared {
-                handle,
-                generation,
-                published,
-            } => {
-                // Register interest before polling, so a publish in between is not missed.
-                let woken = published.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                let ready = shared_call(&self.pool, *handle, *generation, move |s, store, h| {
-                    Box::pin(async move { s.call_next(store, h, max, 0).await })
-                })
-                .await?;
-                if !ready.is_empty() {
-                    return Ok(ready);
-                }
-                let _ = tokio::time::timeout(wait, woken).await;
-                shared_call(&self.pool, *handle, *generation, move |s, store, h| {
-                    Box::pin(async move { s.call_next(store, h, max, 0).await })
-                })
-                .await
-            }
+        Lookup::Missing => {
+            return Err(BlockError::new(
+                ErrorKind::NotFound,
+                "ERR_PUBSUB_NOT_FOUND",
+                format!("pubsub {name} not found"),
+            ))
         }
+    };
+    if topic.is_empty() {
+        return Err(BlockError::new(
+            ErrorKind::NotFound,
+            "ERR_TOPIC_NAME_EMPTY",
+            format!("topic is empty in pubsub {name}"),
+        ));
     }
-
-    /// Settles a batch in one plugin call; returns the deliveries the plugin could not
-    /// settle (the broker delivers those again).
-    pub async fn ack(
-        &mut self,
-        settled: Vec<Settlement>,
-    ) -> Result<Vec<SettleFailure>, PubSubError> {
-        match &mut self.lane {
-            Lane::Dedicated { instance, handle } => {
-                let handle = *handle;
-                self.pool
-                    .run_dedicated(instance, Duration::ZERO, move |i| {
-                        Box::pin(async move {
-                            let subscription = i.bindings.blockhost_plugin_pubsub().subscription();
-                            subscription.call_ack(&mut i.store, handle, &settled).await
-                        })
-                    })
-                    .await?
-                    .map_err(PubSubError::Plugin)
-            }
-            Lane::Shared {
-                handle, generation, ..
-            } => {
-                shared_call(&self.pool, *handle, *generation, move |s, store, h| {
-                    Box::pin(async move { s.call_ack(store, h, &settled).await })
-                })
-                .await
-            }
-        }
+    if !pubsub.scopes().may_publish(app_id, topic) {
+        return Err(BlockError::new(
+            ErrorKind::PermissionDenied,
+            "ERR_PUBSUB_FORBIDDEN",
+            format!("topic {topic} is not allowed for app id {app_id}"),
+        ));
     }
-}
-
-/// One `bulk-publish` call on a pooled instance.
-async fn bulk_call(
-    pool: &Arc<Pool<PubsubPlugin>>,
-    topic: String,
-    entries: Vec<BulkEntry>,
-    metadata: Vec<(String, String)>,
-) -> Result<Result<Vec<BulkFailure>, PluginError>, CallError> {
-    pool.call(move |i| {
-        Box::pin(async move {
-            let pubsub = i.bindings.blockhost_plugin_pubsub();
-            pubsub
-                .call_bulk_publish(&mut i.store, &topic, &entries, &metadata)
-                .await
-        })
-    })
-    .await
-}
-
-/// Calls a subscription method on the shared instance, if it is still the one that holds
-/// the subscription.
-async fn shared_call<R, F>(
-    pool: &Arc<Pool<PubsubPlugin>>,
-    handle: ResourceAny,
-    generation: u64,
-    work: F,
-) -> Result<R, PubSubError>
-where
-    R: Send + 'static,
-    F: for<'a> FnOnce(
-            wit::GuestSubscription<'a>,
-            &'a mut wasmtime::Store<crate::plugins::instance::PluginState>,
-            ResourceAny,
-        ) -> crate::plugins::pool::Work<'a, Result<R, PluginError>>
-        + Send
-        + 'static,
-{
-    let result = pool
-        .call(move |i| {
-            Box::pin(async move {
-                if i.generation != generation {
-                    return Ok(Err(None));
-                }
-                let subscription = i.bindings.blockhost_plugin_pubsub().subscription();
-                Ok(work(subscription, &mut i.store, handle)
-                    .await?
-                    .map_err(Some))
-            })
-        })
-        .await?;
-    match result {
-        Ok(value) => Ok(value),
-        Err(Some(err)) => Err(PubSubError::Plugin(err)),
-        Err(None) => Err(PubSubError::Lost),
-    }
+    Ok(pubsub)
 }
