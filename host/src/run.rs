@@ -14,6 +14,7 @@ use crate::app::discovery::discover;
 use crate::blocks::pubsub::delivery::{DeliveryPolicy, EventSink, Subscriber};
 use crate::blocks::pubsub::subscription::SubscriptionSpec;
 use crate::blocks::pubsub::PubSub;
+use crate::blocks::Resolver;
 use crate::cli::RunArgs;
 use crate::components::{BlockEntry, Starter};
 use crate::plugins::cache::CompileCache;
@@ -165,7 +166,7 @@ fn start_subscribers(
         });
         let subscriber = Subscriber {
             policy: DeliveryPolicy::default(),
-            components: Arc::clone(&sidecar.components),
+            components: Arc::clone(&sidecar.components) as Arc<dyn Resolver<PubSub>>,
             app,
             spec,
         };

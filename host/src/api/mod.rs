@@ -100,7 +100,7 @@ async fn state_route(
         return Ok(method_not_allowed(allowed));
     }
     sidecar.wait_ready().await;
-    let store = crate::blocks::state::find(&sidecar.components, store_name)?;
+    let store = crate::blocks::state::find(&*sidecar.components, store_name)?;
     // Keys may hold '/', so everything after the store name is the key.
     let key = rest.join("/");
     match (method, rest) {
@@ -140,7 +140,7 @@ async fn publish_route(
     }
     sidecar.wait_ready().await;
     let pubsub = crate::blocks::pubsub::find_for_publish(
-        &sidecar.components,
+        &*sidecar.components,
         target.name,
         target.topic,
         &sidecar.app_id,

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::error::{empty, json_response, ApiError, Body};
 use super::query::Query;
 use crate::blocks::pubsub::cloudevent::essence;
-use crate::blocks::pubsub::{BulkPublishEntry, PubSub, BULK_PUBLISH_FAILED};
+use crate::blocks::pubsub::{BulkPublishEntry, PubSub, PUBLISH_FAILED};
 use crate::json::Object;
 
 /// `POST|PUT /v1.0/publish/{pubsub}/{topic}`
@@ -72,7 +72,7 @@ pub async fn bulk_publish(
             .iter()
             .map(|(id, error)| serde_json::json!({"entryId": id, "error": error}))
             .collect::<Vec<_>>(),
-        "errorCode": BULK_PUBLISH_FAILED,
+        "errorCode": PUBLISH_FAILED,
     });
     Ok(json_response(
         StatusCode::INTERNAL_SERVER_ERROR,

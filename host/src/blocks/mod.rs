@@ -80,6 +80,20 @@ impl<B: Block> Running for B {
     }
 }
 
+/// How a component name resolved, for a block's own error codes.
+pub enum Lookup<B> {
+    Found(Arc<B>),
+    /// Components of this block exist, but none of this name.
+    Missing,
+    /// No component of this block is configured at all.
+    NoneOfBlock,
+}
+
+/// Where running components of block `B` are found by name (the supervisor).
+pub trait Resolver<B>: Send + Sync {
+    fn resolve(&self, name: &str) -> Lookup<B>;
+}
+
 /// The running component as block `B`, if it is one.
 pub fn downcast<B: Block>(running: Arc<dyn Running>) -> Option<Arc<B>> {
     let any: Arc<dyn Any + Send + Sync> = running;

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 pub use blocks::{BlockEntry, BLOCKS};
 pub use start::{ComponentError, Starter};
 
-use crate::blocks::{downcast, Block, Running};
+use crate::blocks::{downcast, Block, Lookup, Resolver, Running};
 
 /// What `/v1.0/metadata` shows for a component.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -46,15 +46,6 @@ pub struct Slot {
     pub generation: u64,
     pub info: ComponentInfo,
     running: Arc<dyn Running>,
-}
-
-/// How a name resolved, for a block's own error codes.
-pub enum Lookup<B> {
-    Found(Arc<B>),
-    /// Components of this block exist, but none of this name.
-    Missing,
-    /// No component of this block is configured at all.
-    NoneOfBlock,
 }
 
 #[derive(Default)]
@@ -196,6 +187,12 @@ impl Components {
         for slot in slots.values() {
             slot.running.close().await;
         }
+    }
+}
+
+impl<B: Block> Resolver<B> for Components {
+    fn resolve(&self, name: &str) -> Lookup<B> {
+        self.lookup(name)
     }
 }
 

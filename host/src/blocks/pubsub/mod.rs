@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::metadata::{self, Metadata};
-use super::{BackendError, Block, BlockError, BoxFuture, ComponentContext, ErrorKind};
+use super::{
+    BackendError, Block, BlockError, BoxFuture, ComponentContext, ErrorKind, Lookup, Resolver,
+};
 use batch::PublishQueue;
 pub use model::{
     BulkEntry, BulkFailure, IncomingMessage, Outcome, OutgoingMessage, SettleFailure, Settlement,
@@ -61,7 +63,8 @@ pub trait SubscriptionBackend: Send {
     ) -> BoxFuture<'_, Result<Vec<SettleFailure>, BackendError>>;
 }
 
-const PUBLISH_FAILED: &str = "ERR_PUBSUB_PUBLISH_MESSAGE";
+/// The error code of a failed publish, and of a bulk publish whose entries failed.
+pub const PUBLISH_FAILED: &str = "ERR_PUBSUB_PUBLISH_MESSAGE";
 
 /// daprd's default number of parallel deliveries per subscription.
 const DEFAULT_CONCURRENCY: usize = 10;
@@ -248,18 +251,14 @@ impl PubSub {
     }
 }
 
-/// The error code of a bulk publish whose entries failed.
-pub const BULK_PUBLISH_FAILED: &str = PUBLISH_FAILED;
-
 /// The pub/sub component `name`, if this app may publish `topic` on it.
 pub fn find_for_publish(
-    components: &crate::components::Components,
+    components: &dyn Resolver<PubSub>,
     name: &str,
     topic: &str,
     app_id: &str,
 ) -> Result<Arc<PubSub>, BlockError> {
-    use crate::components::Lookup;
-    let pubsub = match components.lookup::<PubSub>(name) {
+    let pubsub = match components.resolve(name) {
         Lookup::Found(pubsub) => pubsub,
         Lookup::NoneOfBlock => {
             return Err(BlockError::invalid(

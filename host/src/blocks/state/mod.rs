@@ -7,7 +7,9 @@ mod model;
 use std::sync::Arc;
 
 use super::metadata::{self, Metadata};
-use super::{BackendError, Block, BlockError, BoxFuture, ComponentContext, ErrorKind};
+use super::{
+    BackendError, Block, BlockError, BoxFuture, ComponentContext, ErrorKind, Lookup, Resolver,
+};
 pub use key::KeyPrefix;
 pub use model::{
     BulkGetItem, Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest,
@@ -271,13 +273,12 @@ impl StateStore {
     }
 }
 
-/// Finds the state store `name` among the running components.
+/// The state store `name`, as daprd answers when there is none.
 pub fn find(
-    components: &crate::components::Components,
+    components: &dyn Resolver<StateStore>,
     name: &str,
 ) -> Result<Arc<StateStore>, BlockError> {
-    use crate::components::Lookup;
-    match components.lookup::<StateStore>(name) {
+    match components.resolve(name) {
         Lookup::Found(store) => Ok(store),
         Lookup::NoneOfBlock => Err(BlockError::internal(
             "ERR_STATE_STORE_NOT_CONFIGURED",

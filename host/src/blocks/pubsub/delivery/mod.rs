@@ -20,8 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::cloudevent::new_event_id;
 use super::subscription::SubscriptionSpec;
 use super::{IncomingMessage, Outcome, OutgoingMessage, PubSub, Settlement, SubscriptionBackend};
-use crate::blocks::BoxFuture;
-use crate::components::Components;
+use crate::blocks::{BoxFuture, Lookup, Resolver};
 use pump::PumpState;
 pub use verdict::{BulkAnswer, Verdict};
 use verdict::{NextAttempt, Retries};
@@ -86,7 +85,8 @@ const BUSY_WAIT: Duration = Duration::from_millis(20);
 
 pub struct Subscriber {
     pub spec: SubscriptionSpec,
-    pub components: Arc<Components>,
+    /// Where the subscriber finds its pub/sub each time it (re)subscribes.
+    pub components: Arc<dyn Resolver<PubSub>>,
     pub app: Arc<dyn EventSink>,
     pub policy: DeliveryPolicy,
 }
@@ -108,13 +108,15 @@ impl Subscriber {
         let name = &this.spec.pubsub;
         let topic = &this.spec.topic;
         while !*stop.borrow() {
-            let subscribed = match this.components.get::<PubSub>(name) {
-                Some(pubsub) => pubsub
+            let subscribed = match this.components.resolve(name) {
+                Lookup::Found(pubsub) => pubsub
                     .subscribe(topic, this.spec.metadata.clone())
                     .await
                     .map(|subscription| (pubsub, subscription))
                     .map_err(|err| err.message),
-                None => Err(format!("no pub/sub component named {name} is running")),
+                Lookup::Missing | Lookup::NoneOfBlock => {
+                    Err(format!("no pub/sub component named {name} is running"))
+                }
             };
             drop(first_attempt.take());
             match subscribed {
