@@ -128,7 +128,12 @@ impl SidecarBuilder {
         let data = self.dir.path().join(format!("data-{name}"));
         fs::create_dir_all(&data).expect("create store data dir");
         let component = kind.component(name, &data);
-        self.plugin(kind.plugin_file()).component(&component)
+        let with_plugin = if kind.is_fixture() {
+            self.fixture_plugin(kind.plugin_file())
+        } else {
+            self.plugin(kind.plugin_file())
+        };
+        with_plugin.component(&component)
     }
 
     /// Starts the sidecar with `DAPR_API_TOKEN=<token>`; its [`Sidecar::client`] sends it.

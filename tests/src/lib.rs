@@ -19,7 +19,8 @@
 //!   [`state_conformance_suite!`].
 //!
 //! Locations come from `BLOCKHOST_BIN`, `BLOCKHOST_PLUGINS_DIR` and `BLOCKHOST_FIXTURES_DIR`,
-//! else from what `cargo xtask test` builds under `target/` (see [`paths`]).
+//! else from what `cargo xtask test` builds under cargo's target directory (`CARGO_TARGET_DIR`,
+//! else `target/`; see [`paths`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;

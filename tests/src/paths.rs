@@ -1,5 +1,6 @@
 //! Where the binary, the plugins and the fixtures live (env overrides first, then the
-//! locations `cargo xtask test` builds to).
+//! locations `cargo xtask test` builds to, under cargo's target directory: `CARGO_TARGET_DIR`
+//! when set, else `<ws>/target`).
 
 use std::path::{Path, PathBuf};
 
@@ -11,15 +12,25 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace root if relative,
+/// as `cargo xtask` runs cargo from there), else `<ws>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// `var` if set, else `<target dir>/<default>`.
 fn from_env_or(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(default))
+        .unwrap_or_else(|| target_dir().join(default))
 }
 
-/// `BLOCKHOST_BIN`, else `<ws>/target/release/blockhost`. Panics with a hint when missing.
+/// `BLOCKHOST_BIN`, else `<target dir>/release/blockhost`. Panics with a hint when missing.
 pub fn blockhost_bin() -> PathBuf {
-    let bin = from_env_or("BLOCKHOST_BIN", "target/release/blockhost");
+    let bin = from_env_or("BLOCKHOST_BIN", "release/blockhost");
     assert!(
         bin.is_file(),
         "blockhost binary not found at {} (set BLOCKHOST_BIN, or run `cargo xtask test`, \
@@ -29,20 +40,20 @@ pub fn blockhost_bin() -> PathBuf {
     bin
 }
 
-/// `BLOCKHOST_PLUGINS_DIR`, else `<ws>/target/plugins`.
+/// `BLOCKHOST_PLUGINS_DIR`, else `<target dir>/plugins`.
 pub fn plugins_dir() -> PathBuf {
-    from_env_or("BLOCKHOST_PLUGINS_DIR", "target/plugins")
+    from_env_or("BLOCKHOST_PLUGINS_DIR", "plugins")
 }
 
-/// `BLOCKHOST_FIXTURES_DIR`, else `<ws>/target/fixture-plugins`.
+/// `BLOCKHOST_FIXTURES_DIR`, else `<target dir>/fixture-plugins`.
 pub fn fixtures_dir() -> PathBuf {
-    from_env_or("BLOCKHOST_FIXTURES_DIR", "target/fixture-plugins")
+    from_env_or("BLOCKHOST_FIXTURES_DIR", "fixture-plugins")
 }
 
 /// The compile cache shared by every sidecar of a test run: `BLOCKHOST_TEST_CACHE_DIR`, else
-/// `<ws>/target/test-cache`.
+/// `<target dir>/test-cache`.
 pub fn shared_cache_dir() -> PathBuf {
-    from_env_or("BLOCKHOST_TEST_CACHE_DIR", "target/test-cache")
+    from_env_or("BLOCKHOST_TEST_CACHE_DIR", "test-cache")
 }
 
 /// `dir/file`, panicking with a hint when the file has not been built.

@@ -7,6 +7,9 @@ pub struct Component {
     pub component_type: String,
     pub version: String,
     pub metadata: Vec<(String, String)>,
+    /// `spec.metadata` entries whose value comes from the sidecar's environment
+    /// (`envRef: VAR`), as (name, variable).
+    pub env_refs: Vec<(String, String)>,
     pub scopes: Vec<String>,
     pub ignore_errors: bool,
 }
@@ -19,6 +22,7 @@ impl Component {
             component_type: component_type.to_owned(),
             version: "v1".to_owned(),
             metadata: Vec::new(),
+            env_refs: Vec::new(),
             scopes: Vec::new(),
             ignore_errors: false,
         }
@@ -27,6 +31,13 @@ impl Component {
     /// Adds a `spec.metadata` entry.
     pub fn meta(mut self, name: &str, value: &str) -> Self {
         self.metadata.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds a `spec.metadata` entry read from the sidecar's environment variable `var`
+    /// (`envRef`).
+    pub fn env_ref(mut self, name: &str, var: &str) -> Self {
+        self.env_refs.push((name.to_owned(), var.to_owned()));
         self
     }
 
@@ -55,12 +66,15 @@ impl Component {
         if self.ignore_errors {
             yaml.push_str("  ignoreErrors: true\n");
         }
-        if self.metadata.is_empty() {
+        if self.metadata.is_empty() && self.env_refs.is_empty() {
             yaml.push_str("  metadata: []\n");
         } else {
             yaml.push_str("  metadata:\n");
             for (name, value) in &self.metadata {
                 yaml.push_str(&format!("  - name: {}\n    value: {}\n", q(name), q(value)));
+            }
+            for (name, var) in &self.env_refs {
+                yaml.push_str(&format!("  - name: {}\n    envRef: {}\n", q(name), q(var)));
             }
         }
         if !self.scopes.is_empty() {

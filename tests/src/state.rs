@@ -15,9 +15,13 @@ pub enum StoreKind {
     /// `state.redis`; [`crate::SidecarBuilder::store`] starts a `redis-server` of its own for
     /// each such store.
     Redis,
+    /// `state.etag-only`, a test fixture (tests/fixtures/plugins/state-etag-only) that declares
+    /// only ETAG: the conformance suite's proof that it gates cases on declared features.
+    EtagOnly,
 }
 
 impl StoreKind {
+    /// The shipped state plugins.
     pub const ALL: [StoreKind; 3] = [StoreKind::InMemory, StoreKind::Redb, StoreKind::Redis];
 
     /// `spec.type`.
@@ -26,15 +30,35 @@ impl StoreKind {
             StoreKind::InMemory => "state.in-memory",
             StoreKind::Redb => "state.redb",
             StoreKind::Redis => "state.redis",
+            StoreKind::EtagOnly => "state.etag-only",
         }
     }
 
-    /// The plugin's file in the plugins directory.
+    /// The plugin's file in the plugins directory (or, for [`StoreKind::is_fixture`] kinds,
+    /// the fixture plugins directory).
     pub fn plugin_file(self) -> &'static str {
         match self {
             StoreKind::InMemory => "state-in-memory.wasm",
             StoreKind::Redb => "state-redb.wasm",
             StoreKind::Redis => "state-redis.wasm",
+            StoreKind::EtagOnly => "state-etag-only.wasm",
+        }
+    }
+
+    /// Whether the plugin is a test fixture rather than a shipped plugin.
+    pub fn is_fixture(self) -> bool {
+        self == StoreKind::EtagOnly
+    }
+
+    /// The features the plugin is documented to declare in `describe()` (README's plugin
+    /// table), in its order. `/v1.0/metadata` must report exactly these, plus the derived
+    /// `ACTOR` when both ETAG and TRANSACTIONAL are there.
+    pub fn declared_features(self) -> &'static [&'static str] {
+        match self {
+            StoreKind::InMemory | StoreKind::Redb | StoreKind::Redis => {
+                &["ETAG", "TRANSACTIONAL", "TTL"]
+            }
+            StoreKind::EtagOnly => &["ETAG"],
         }
     }
 
@@ -55,7 +79,7 @@ impl StoreKind {
     pub fn component(self, name: &str, data_dir: &Path) -> Component {
         let component = Component::new(name, self.component_type());
         match self {
-            StoreKind::InMemory => component,
+            StoreKind::InMemory | StoreKind::EtagOnly => component,
             StoreKind::Redb => {
                 component.meta("path", data_dir.to_str().expect("temp paths are UTF-8"))
             }

@@ -21,7 +21,7 @@ fn metadata_describes_app_and_components() {
         !runtime_version.is_empty(),
         "runtimeVersion missing: {metadata}"
     );
-    metadata::assert_state_component(&metadata, "statestore", "state.in-memory");
+    metadata::assert_state_component(&metadata, "statestore", StoreKind::InMemory);
     assert_eq!(
         metadata["components"].as_array().unwrap().len(),
         1,

@@ -9,6 +9,9 @@ use crate::state::StoreKind;
 /// for a key that does not exist → 409.
 pub fn etag_save(kind: StoreKind) {
     let f = start(kind);
+    if !f.applies("etag_save", &["ETAG"]) {
+        return;
+    }
     let state = &f.state;
     state.put("e", json!("v1"));
     let (_, etag1) = state.get_ok("e");
@@ -39,6 +42,9 @@ pub fn etag_save(kind: StoreKind) {
 /// Delete with a stale `If-Match` → 409 and the key stays; with the current one → 204.
 pub fn etag_delete(kind: StoreKind) {
     let f = start(kind);
+    if !f.applies("etag_delete", &["ETAG"]) {
+        return;
+    }
     let state = &f.state;
     state.put("d", json!(1));
     let (_, etag1) = state.get_ok("d");
@@ -58,6 +64,9 @@ pub fn etag_delete(kind: StoreKind) {
 /// however it was written); with an ETag it behaves as an ETag check.
 pub fn first_write(kind: StoreKind) {
     let f = start(kind);
+    if !f.applies("first_write", &["ETAG"]) {
+        return;
+    }
     let state = &f.state;
     let first_write = |key: &str, value: i32, etag: Option<&str>| {
         let mut item =

@@ -13,8 +13,13 @@ const EXPIRY_HEADER: &str = "metadata.ttlExpireTime";
 
 /// Keys with a 1 s TTL are readable at once (with `metadata.ttlExpireTime` about a second
 /// ahead) and gone within a few seconds, from get and bulk get alike; `-1` and no TTL stay.
+/// Only for stores that declare TTL.
 pub fn ttl(kind: StoreKind) {
     let f = start(kind);
+    // A store without TTL keeps or refuses `ttlInSeconds` as it likes: Dapr documents nothing.
+    if !f.applies("ttl", &["TTL"]) {
+        return;
+    }
     let state = &f.state;
     let saved_at = Instant::now();
     state
