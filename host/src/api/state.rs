@@ -26,12 +26,7 @@ pub async fn save(
         .map_err(|err| ApiError::malformed(format!("failed to decode the request body: {err}")))?;
     let requests = items
         .into_iter()
-        .map(|raw| {
-            set_request(
-                &Object::parse(raw).map_err(ApiError::malformed)?,
-                StateOp::Save,
-            )
-        })
+        .map(|raw| set_request(&Object::parse(raw).map_err(ApiError::malformed)?))
         .collect::<Result<Vec<_>, _>>()?;
     store.save(requests, &query.metadata()).await?;
     Ok(empty(StatusCode::NO_CONTENT))
@@ -177,7 +172,7 @@ pub async fn transaction(
         let verb = entry.string("operation").map_err(ApiError::malformed)?;
         let item = entry.object("request").map_err(ApiError::malformed)?;
         let operation = match Operation::check_name(verb.as_deref())? {
-            TransactionVerb::Upsert => Operation::Upsert(set_request(&item, StateOp::Transaction)?),
+            TransactionVerb::Upsert => Operation::Upsert(set_request(&item)?),
             TransactionVerb::Delete => Operation::Delete(delete_request(&item)?),
         };
         operations.push(operation);
@@ -193,15 +188,10 @@ fn body_object(body: &Bytes) -> Result<Object<'_>, ApiError> {
     Object::parse(raw).map_err(ApiError::malformed)
 }
 
-/// A save item or an upsert: key, value, etag, metadata, options.
-fn set_request(item: &Object<'_>, op: StateOp) -> Result<SetRequest, ApiError> {
-    // Options of a save are checked with the save's code, as before transactions existed.
-    let op = if op == StateOp::Transaction {
-        StateOp::Save
-    } else {
-        op
-    };
-    let (concurrency, consistency) = options(item, op)?;
+/// A save item or an upsert: key, value, etag, metadata, options. An upsert's options are
+/// checked with the save's error code, as daprd does.
+fn set_request(item: &Object<'_>) -> Result<SetRequest, ApiError> {
+    let (concurrency, consistency) = options(item, StateOp::Save)?;
     Ok(SetRequest {
         key: required_key(item)?,
         value: item

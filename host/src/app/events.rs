@@ -21,14 +21,14 @@ const BULK_EVENT_TYPE: &str = "com.dapr.event.sent.bulk";
 const APP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl EventSink for AppChannel {
-    fn deliver<'a>(&'a self, route: &'a str, event: Event) -> BoxFuture<'a, Verdict> {
+    fn deliver<'a>(&'a self, route: &'a str, event: Event<'a>) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
             let answer = self
                 .call(
                     Method::POST,
                     route,
                     Some(CLOUDEVENTS_JSON),
-                    &event.headers,
+                    event.headers,
                     event.body,
                     APP_TIMEOUT,
                 )

@@ -79,7 +79,8 @@ pub struct PubSub {
     name: String,
     app_id: String,
     backend: Arc<dyn PubSubBackend>,
-    features: Vec<String>,
+    /// The broker enforces message TTLs (`MESSAGE_TTL`); otherwise the envelope carries them.
+    broker_ttl: bool,
     single: PublishQueue,
     delivery_concurrency: usize,
     scopes: TopicScopes,
@@ -87,7 +88,7 @@ pub struct PubSub {
 
 pub struct PubSubSettings {
     app_id: String,
-    features: Vec<String>,
+    broker_ttl: bool,
     delivery_concurrency: usize,
     scopes: TopicScopes,
 }
@@ -118,7 +119,7 @@ impl Block for PubSub {
         };
         Ok(PubSubSettings {
             app_id: component.app_id.to_owned(),
-            features: component.features.to_vec(),
+            broker_ttl: component.features.iter().any(|f| f == "MESSAGE_TTL"),
             delivery_concurrency,
             scopes: TopicScopes::from_metadata(component.metadata),
         })
@@ -131,7 +132,7 @@ impl Block for PubSub {
             app_id: settings.app_id,
             single: PublishQueue::start(Arc::clone(&backend), lanes),
             backend,
-            features: settings.features,
+            broker_ttl: settings.broker_ttl,
             delivery_concurrency: settings.delivery_concurrency,
             scopes: settings.scopes,
         }
@@ -153,10 +154,6 @@ impl PubSub {
 
     pub fn delivery_concurrency(&self) -> usize {
         self.delivery_concurrency
-    }
-
-    pub fn has_feature(&self, feature: &str) -> bool {
-        self.features.iter().any(|f| f == feature)
     }
 
     /// Publishes `body` to `topic` with the request's metadata options; returns once the

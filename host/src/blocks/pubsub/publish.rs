@@ -110,7 +110,7 @@ impl PubSub {
             content_type,
             overrides: &options.cloudevent_overrides,
             // Brokers that enforce TTL get it as metadata; for the rest the envelope carries it.
-            expires_in: options.ttl.filter(|_| !self.has_feature("MESSAGE_TTL")),
+            expires_in: options.ttl.filter(|_| !self.broker_ttl),
         };
         let envelope = cloudevent::envelope(body, &publish).map_err(|err| {
             BlockError::internal(

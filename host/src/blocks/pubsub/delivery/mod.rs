@@ -26,9 +26,9 @@ pub use verdict::{BulkAnswer, Verdict};
 use verdict::{NextAttempt, Retries};
 
 /// One event for the app: the CloudEvent's bytes and the request headers that go with it.
-pub struct Event {
+pub struct Event<'a> {
     pub body: Bytes,
-    pub headers: Vec<(String, String)>,
+    pub headers: &'a [(String, String)],
 }
 
 /// One request of a `bulkSubscribe` subscription.
@@ -50,7 +50,7 @@ pub struct BulkRequestEntry<'a> {
 /// The app, as delivery sees it (the HTTP channel in `app/` implements it).
 pub trait EventSink: Send + Sync {
     /// Delivers one event to `route` and reads the app's answer.
-    fn deliver<'a>(&'a self, route: &'a str, event: Event) -> BoxFuture<'a, Verdict>;
+    fn deliver<'a>(&'a self, route: &'a str, event: Event<'a>) -> BoxFuture<'a, Verdict>;
     /// Delivers a bulk request to `route` and reads the app's answer per entry.
     fn deliver_bulk<'a>(
         &'a self,
@@ -294,7 +294,7 @@ impl Pumping {
         loop {
             let event = Event {
                 body: body.clone(),
-                headers: headers.clone(),
+                headers: &headers,
             };
             match self.subscriber.app.deliver(path, event).await {
                 Verdict::Success => return Outcome::Success,
